@@ -1,0 +1,141 @@
+"""Diagnostics: source spans, the ArchError hierarchy and Rust-style rendering.
+
+Every mistake a user can make is raised as an :class:`ArchError` carrying a stable
+code (``E0xx``, catalogued in ``docs/errors.md``), the span it points at, the block
+call stack that led there, notes (shapes involved) and an optional hint.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of a source file; lines and columns are 1-based, ``end_col`` exclusive."""
+
+    file: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One block call on the elaboration stack: which block, called where."""
+
+    block: str
+    span: Span
+
+
+class ArchError(Exception):
+    """A user-facing error in a spec, its arguments or its limits."""
+
+    kind = "error"
+
+    def __init__(self, code: str, message: str, span: Span | None = None, *,
+                 stack: tuple[Frame, ...] = (), notes: list[str] | tuple[str, ...] = (),
+                 hint: str | None = None, label: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.span = span
+        self.stack = tuple(stack)
+        self.notes = list(notes)
+        self.hint = hint
+        self.label = label
+        self.sources: dict[str, str] = {}
+        self.partial = None  # the IR elaborated before the failure, when there is one
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def render(self, sources: dict[str, str] | None = None) -> str:
+        """The full diagnostic: header, location, source line with caret, stack, notes, hint."""
+        sources = {**self.sources, **(sources or {})}
+        lines = [f"error[{self.code}]: {self.message}"]
+        span = self.span
+        if span is not None:
+            lines.append(f"  --> {span}")
+            text = sources.get(span.file)
+            source_lines = text.split("\n") if text is not None else []
+            if 0 < span.line <= len(source_lines):
+                src = source_lines[span.line - 1].replace("\t", " ")
+                gutter = str(span.line)
+                pad = " " * len(gutter)
+                width = (span.end_col - span.col) if span.end_line == span.line else len(src) - span.col + 1
+                width = max(1, min(width, max(1, len(src) - span.col + 1)))
+                caret = " " * (span.col - 1) + "^" * width
+                if self.label:
+                    caret += " " + self.label
+                lines += [f"{pad} |", f"{gutter} | {src}", f"{pad} | {caret}"]
+        for frame in reversed(self.stack):
+            lines.append(f"  = in block {frame.block}, called at {frame.span}")
+        for note in self.notes:
+            lines.append(f"  = note: {note}")
+        if self.hint:
+            lines.append(f"  = hint: {self.hint}")
+        return "\n".join(lines)
+
+
+class ParseError(ArchError):
+    """The text is not valid .arch syntax."""
+
+
+class ElaborationError(ArchError):
+    """Names, values, arguments or calls that do not make sense."""
+
+
+class ShapeError(ArchError):
+    """Tensor shapes that do not fit the op they flow into."""
+
+
+class LimitError(ArchError):
+    """A resource limit would be exceeded (recursion, nodes, repeats, parameters, tensor size)."""
+
+
+class SpecImportError(ArchError):
+    """An ``import`` that cannot be followed: missing, outside the allowed roots, or a cycle."""
+
+
+class AssertionFailed(ArchError):
+    """An ``assert`` statement in a spec was false."""
+
+
+def did_you_mean(name: str, candidates) -> str | None:
+    """A hint naming the closest candidate to a misspelt ``name``, or None."""
+    matches = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f"did you mean `{matches[0]}`?" if matches else None
+
+
+@dataclass
+class Limits:
+    """Resource limits checked before anything is allocated; raise any of them by keyword."""
+
+    depth: int = 64                 # nested block calls
+    nodes: int = 200_000            # IR nodes in one network
+    repeat: int = 100_000           # count of one repetition or loop
+    params: int = 10_000_000_000    # parameters of one network
+    tensor: int = 2**31             # elements of one activation tensor (per image)
+    size: int = 2**40               # magnitude of any integer computed by an expression
+    sequence: int = 1_000_000       # length of any list, string or range built by an expression
+    source: int = 16 * 2**20        # bytes of one source file
+    nesting: int = 200              # syntactic nesting depth of brackets and blocks
+
+    FIELDS = ("depth", "nodes", "repeat", "params", "tensor", "size", "sequence", "source", "nesting")
+
+    @classmethod
+    def of(cls, overrides: dict | None = None) -> "Limits":
+        limits = cls()
+        for key, value in (overrides or {}).items():
+            if key not in cls.FIELDS:
+                raise ArchError("E090", f"unknown limit `{key}`", hint=did_you_mean(key, cls.FIELDS)
+                                or f"limits are: {', '.join(cls.FIELDS)}")
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ArchError("E090", f"limit `{key}` must be a positive integer, got {value!r}")
+            setattr(limits, key, value)
+        return limits
