@@ -1,0 +1,38 @@
+"""The front end in one call: load (parse + imports) and elaborate into the IR."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .elaborate import elaborate
+from .errors import ArchError, Limits
+from .ir import ArchGraph
+from .loader import Loader
+
+
+def is_text(source) -> bool:
+    """Spec text rather than a path: it has a newline or a brace."""
+    return isinstance(source, str) and ("\n" in source or "{" in source)
+
+
+def check(source: str | os.PathLike, *, network: str | None = None, inputs: dict | None = None,
+          limits: Limits | dict | None = None, roots: list | None = None, base: str | None = None,
+          **params) -> ArchGraph:
+    """Parse, elaborate and shape-check a spec (a path or its text); returns the IR.
+
+    ``params`` override the network's parameters (``classes=10``), ``inputs`` its
+    input shapes (``{"image": [3, 64, 64]}``), ``limits`` the resource limits.
+    Raises :class:`ArchError` for every mistake in the spec.
+    """
+    limits = limits if isinstance(limits, Limits) else Limits.of(limits)
+    loader = Loader(limits, roots)
+    try:
+        if is_text(source):
+            module = loader.load_text(source, "<string>", base)
+        else:
+            module = loader.load_file(Path(source))
+        graph = elaborate(module, network, params, inputs or {}, limits, loader.sources)
+    except ArchError as e:
+        e.sources = loader.sources
+        raise
+    return graph

@@ -1,0 +1,138 @@
+"""The IR: an elaborated network as a ``networkx.MultiDiGraph`` (a DiGraph subclass).
+
+Nodes are integers in creation order, which is a topological order. Each node's
+data: ``op`` (a name in ``ops.OPS``), ``attrs`` (resolved attributes), ``name``
+(hierarchical, dotted; the module path in the compiled model), ``shape`` (output
+shape, batch excluded), ``params`` / ``buffers`` (element counts), ``span`` (source),
+``stack`` (block call frames) and ``scope`` (innermost :class:`Scope` id).
+Edges ``u -> v`` have ``key`` = the input position of ``u`` in ``v``.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from .errors import Span
+from .ops import OPS
+
+
+@dataclass
+class Scope:
+    """A block instance, labelled group, repetition or tap: the renderer folds these."""
+
+    id: int
+    name: str               # dotted path ("" for the network itself)
+    kind: str               # network | block | group | repeat | tap
+    block: str | None       # the block's name for kind == "block"
+    parent: int | None
+    span: Span | None
+    repeat: tuple | None = None   # (group id, index, count) for copies of a repetition or loop
+    args: dict = field(default_factory=dict)
+
+
+@dataclass
+class OutputSpec:
+    name: str
+    node: int
+    train_only: bool = False
+
+
+@dataclass
+class InitRule:
+    """``init conv = kaiming_normal(mode="fan_out")`` or ``init "*.bn3" = zeros``."""
+
+    target: str
+    is_pattern: bool
+    scheme: str
+    kwargs: dict
+    span: Span | None = None
+
+
+@dataclass
+class ArchGraph:
+    network: str
+    g: nx.MultiDiGraph = field(default_factory=nx.MultiDiGraph)
+    inputs: dict = field(default_factory=dict)      # input name -> node
+    outputs: list = field(default_factory=list)     # [OutputSpec]
+    scopes: dict = field(default_factory=dict)      # id -> Scope
+    init: list = field(default_factory=list)        # [InitRule]
+    meta: dict = field(default_factory=dict)        # `meta` statements (paper, year, top1, ...)
+    params: dict = field(default_factory=dict)      # the network's resolved parameters
+    sources: dict = field(default_factory=dict)     # file -> text, for diagnostics
+    total_params: int = 0
+    total_buffers: int = 0
+
+    # --- queries
+    def node(self, n: int) -> dict:
+        return self.g.nodes[n]
+
+    def args(self, n: int) -> list[int]:
+        """The inputs of node ``n`` in input order."""
+        return [u for u, _, _ in sorted(self.g.in_edges(n, keys=True), key=lambda e: e[2])]
+
+    def nodes(self):
+        """Node ids in topological (creation) order."""
+        return sorted(self.g.nodes)
+
+    def by_name(self, name: str) -> int:
+        for n, d in self.g.nodes(data=True):
+            if d["name"] == name:
+                return n
+        raise KeyError(name)
+
+    def scope_chain(self, sid: int) -> list[Scope]:
+        """Scopes from the network down to ``sid``."""
+        chain = []
+        while sid is not None:
+            chain.append(self.scopes[sid])
+            sid = self.scopes[sid].parent
+        return chain[::-1]
+
+    def __len__(self) -> int:
+        return self.g.number_of_nodes()
+
+    def _repr_svg_(self) -> str:
+        from .render import render
+        return render(self).svg()
+
+    # --- invariants
+    def lint(self) -> None:
+        """Check the IR's invariants; raises AssertionError naming the broken one."""
+        names = set()
+        for n, d in self.g.nodes(data=True):
+            for key in ("op", "attrs", "name", "shape", "params", "buffers", "span", "stack", "scope"):
+                assert key in d, f"node {n} lacks {key}"
+            op = OPS.get(d["op"])
+            assert op is not None, f"node {n} has unknown op {d['op']}"
+            assert d["name"] not in names, f"duplicate name {d['name']}"
+            names.add(d["name"])
+            keys = sorted(k for _, _, k in self.g.in_edges(n, keys=True))
+            assert keys == list(range(len(keys))), f"node {n} ({d['name']}) input keys {keys}"
+            if op.arity is not None:
+                assert len(keys) == op.arity, f"node {n} ({d['name']}) has {len(keys)} inputs, {op.name} takes {op.arity}"
+            else:
+                assert len(keys) >= 1, f"join {d['name']} has no inputs"
+            for u in self.args(n):
+                assert u < n, f"edge {u}->{n} breaks creation order"
+            assert all(isinstance(s, int) and s > 0 for s in d["shape"]), f"{d['name']} shape {d['shape']}"
+            assert d["scope"] in self.scopes, f"{d['name']} scope {d['scope']}"
+            if d["op"] == "input":
+                assert self.inputs.get(d["name"]) == n
+        for o in self.outputs:
+            assert o.node in self.g, f"output {o.name} is not a node"
+        assert nx.is_directed_acyclic_graph(self.g)
+        assert sum(d["params"] for _, d in self.g.nodes(data=True)) == self.total_params
+        assert sum(d["buffers"] for _, d in self.g.nodes(data=True)) == self.total_buffers
+        for s in self.scopes.values():
+            assert s.parent is None or s.parent in self.scopes
+
+
+def match_init(rules: list, op: str, name: str):
+    """The last init rule that applies to a node (by op kind or name pattern), or None."""
+    hit = None
+    for r in rules:
+        if (r.is_pattern and fnmatch.fnmatchcase(name, r.target)) or (not r.is_pattern and r.target == op):
+            hit = r
+    return hit

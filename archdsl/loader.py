@@ -1,0 +1,134 @@
+"""Load: files and imports -> module namespaces (blocks, networks, top-level lets).
+
+Imports are resolved relative to the importing file and confined to the allowed
+roots (the main spec's folder tree, the package's ``specs`` library, and any root
+the caller adds); ``..`` and symlink escapes are refused, and so are cycles.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ArchError, Limits, ParseError, Span, SpecImportError, did_you_mean
+from .syntax import BlockDef, Import, Let, parse
+
+LIBRARY = Path(__file__).parent / "lib"  # block libraries shipped with the package
+
+
+@dataclass
+class ModuleScope:
+    """The names one file defines, including those it imports."""
+
+    file: str
+    blocks: dict = field(default_factory=dict)     # name -> (BlockDef, ModuleScope)
+    networks: dict = field(default_factory=dict)   # name -> BlockDef (this file's own, in order)
+    lets: list = field(default_factory=list)       # top-level Let statements, in order
+    values: dict = field(default_factory=dict)     # evaluated top-level lets
+
+
+def read_source(path: Path, limits: Limits, span: Span | None = None) -> str:
+    """Read a spec file as UTF-8, refusing oversize and undecodable files with a diagnostic."""
+    shown = str(path)
+    try:
+        size = path.stat().st_size
+        if size > limits.source:
+            raise ArchError("E006", f"{shown} is {size:,} bytes, over the source limit of {limits.source:,}",
+                            span, hint="raise it with `--limit source=N`")
+        data = path.read_bytes()
+    except OSError as e:
+        raise SpecImportError("E070", f"cannot read {shown}: {e.strerror or e}", span) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ParseError("E003", f"invalid UTF-8 at byte {e.start}", Span(shown, line, col, line, col + 1),
+                         hint="spec files must be UTF-8 text") from None
+
+
+class Loader:
+    """Parses a main file and everything it imports, once each."""
+
+    def __init__(self, limits: Limits, roots: list[Path] | None = None):
+        self.limits = limits
+        self.extra_roots = [Path(r).resolve() for r in (roots or [])]
+        self.roots: list[Path] = []
+        self.sources: dict[str, str] = {}
+        self.modules: dict[Path, ModuleScope] = {}
+        self.loading: list[Path] = []
+
+    def load_file(self, path: str | Path) -> ModuleScope:
+        path = Path(path)
+        resolved = path.resolve()
+        self.roots = [resolved.parent, LIBRARY.resolve(), *self.extra_roots]
+        return self._load(resolved, str(path), None)
+
+    def load_text(self, text: str, file: str = "<string>", base: str | Path | None = None) -> ModuleScope:
+        base_dir = Path(base or os.getcwd()).resolve()
+        self.roots = [base_dir, LIBRARY.resolve(), *self.extra_roots]
+        if len(text.encode("utf-8", "surrogatepass")) > self.limits.source:
+            raise ArchError("E006", f"{file} is over the source limit of {self.limits.source:,} bytes",
+                            hint="raise it with `--limit source=N`")
+        return self._build(text, file, base_dir / "<string>")
+
+    def _load(self, resolved: Path, shown: str, span: Span | None) -> ModuleScope:
+        if resolved in self.modules:
+            return self.modules[resolved]
+        text = read_source(resolved if span is None else resolved, self.limits, span)
+        return self._build(text, shown, resolved)
+
+    def _build(self, text: str, shown: str, resolved: Path) -> ModuleScope:
+        self.sources[shown] = text
+        self.loading.append(resolved)
+        try:
+            ast = parse(text, shown, self.limits)
+            scope = ModuleScope(shown)
+            for item in ast.items:
+                if isinstance(item, Import):
+                    self._import(item, resolved, scope)
+                elif isinstance(item, BlockDef):
+                    self._define(item, scope)
+                elif isinstance(item, Let):
+                    scope.lets.append(item)
+            self.modules[resolved] = scope
+            return scope
+        finally:
+            self.loading.pop()
+
+    def _define(self, item: BlockDef, scope: ModuleScope) -> None:
+        if item.name in scope.blocks and scope.blocks[item.name][1] is scope or item.name in scope.networks:
+            raise ArchError("E031", f"`{item.name}` is defined twice in this file", item.span)
+        if item.is_network:
+            scope.networks[item.name] = item
+        else:
+            scope.blocks[item.name] = (item, scope)
+
+    def _import(self, item: Import, importer: Path, scope: ModuleScope) -> None:
+        raw = item.path
+        if not raw.endswith(".arch"):
+            raise SpecImportError("E073", f"can only import .arch files, not {raw!r}", item.span)
+        if raw.startswith("std/"):
+            target = LIBRARY / raw[4:]
+        else:
+            target = importer.parent / raw
+        resolved = target.resolve()
+        if not any(resolved.is_relative_to(root) for root in self.roots):
+            raise SpecImportError("E071", f"import {raw!r} leaves the allowed folders", item.span,
+                                  notes=[f"it resolves to {resolved}",
+                                         "allowed: " + ", ".join(str(r) for r in self.roots)],
+                                  hint="imports stay inside the main spec's folder tree; "
+                                       "allow another root with `--allow-import DIR`")
+        if resolved in self.loading:
+            chain = " -> ".join(p.name for p in self.loading[self.loading.index(resolved):]) + f" -> {resolved.name}"
+            raise SpecImportError("E072", f"import cycle: {chain}", item.span)
+        if not resolved.is_file():
+            here = target.parent
+            names = [p.name for p in here.glob("*.arch")] if here.is_dir() else []
+            raise SpecImportError("E070", f"cannot find {raw!r}", item.span,
+                                  hint=did_you_mean(target.name, names))
+        shown = os.path.relpath(resolved) if not raw.startswith("std/") else raw
+        module = self._load(resolved, shown, item.span)
+        for name, entry in module.blocks.items():
+            if entry[1] is module or name not in scope.blocks:
+                scope.blocks.setdefault(name, entry)

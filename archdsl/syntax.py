@@ -1,0 +1,653 @@
+"""Parse: source text -> AST. The Lark grammar lives in ``grammars/arch.lark``.
+
+Every AST node carries the :class:`Span` it came from. Parsing never recurses on
+the input's nesting (the LALR parser builds the AST while it reduces), and the
+post-lexer refuses nesting deeper than the ``nesting`` limit, so no input can
+exhaust the Python stack here.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from lark import Lark, Token, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.visitors import Transformer_NonRecursive
+
+from .errors import Limits, ParseError, Span
+
+# ----------------------------------------------------------------------------- AST
+
+
+@dataclass
+class Node:
+    span: Span
+
+
+# expressions
+@dataclass
+class Const(Node):
+    value: Any
+
+
+@dataclass
+class Var(Node):
+    name: str
+
+
+@dataclass
+class InTensor(Node):
+    pass
+
+
+@dataclass
+class TensorRef(Node):
+    name: str
+
+
+@dataclass
+class ListExpr(Node):
+    items: list
+
+
+@dataclass
+class TupleExpr(Node):
+    items: list
+
+
+@dataclass
+class DictExpr(Node):
+    pairs: list
+
+
+@dataclass
+class Unary(Node):
+    op: str
+    operand: Node
+
+
+@dataclass
+class Binary(Node):
+    op: str
+    left: Node
+    right: Node
+
+
+@dataclass
+class Compare(Node):
+    ops: list
+    operands: list
+
+
+@dataclass
+class BoolOp(Node):
+    op: str  # and | or
+    left: Node
+    right: Node
+
+
+@dataclass
+class Not(Node):
+    operand: Node
+
+
+@dataclass
+class Ternary(Node):
+    cond: Node
+    then: Node
+    other: Node
+
+
+@dataclass
+class Arg(Node):
+    name: str | None
+    value: Node
+
+
+@dataclass
+class CallExpr(Node):
+    func: Node
+    args: list
+
+
+@dataclass
+class Index(Node):
+    target: Node
+    index: Node
+
+
+@dataclass
+class Attr(Node):
+    target: Node
+    name: str
+
+
+# statements
+@dataclass
+class Label(Node):
+    parts: list  # str | expression node
+
+
+@dataclass
+class Let(Node):
+    name: str
+    value: Node
+
+
+@dataclass
+class Assert(Node):
+    cond: Node
+    message: Node | None
+    text: str
+
+
+@dataclass
+class Input(Node):
+    label: Label
+    shape: Node
+
+
+@dataclass
+class Output(Node):
+    names: list  # [(name, span)]
+
+
+@dataclass
+class Meta(Node):
+    name: str
+    value: Node
+
+
+@dataclass
+class Init(Node):
+    target: str
+    is_pattern: bool
+    scheme: str
+    args: list
+
+
+@dataclass
+class For(Node):
+    targets: list
+    iterable: Node
+    body: list
+
+
+@dataclass
+class If(Node):
+    cond: Node
+    body: list
+    orelse: list | None
+
+
+@dataclass
+class Bind(Node):
+    name: str
+    chain: "Chain"
+
+
+@dataclass
+class Chain(Node):
+    items: list
+
+
+@dataclass
+class Item(Node):
+    label: Label | None
+    tap: list | None  # tap arguments, [] for a bare `tap`
+    atom: Node
+    repeat: Node | None
+
+
+@dataclass
+class Call(Node):
+    name: str
+    args: list | None
+    name_span: Span
+
+
+@dataclass
+class Group(Node):
+    body: list
+
+
+@dataclass
+class Join(Node):
+    kind: str
+    args: list
+    body: list
+
+
+@dataclass
+class Ref(Node):
+    name: str
+
+
+# definitions
+@dataclass
+class Param(Node):
+    name: str
+    default: Node | None
+
+
+@dataclass
+class BlockDef(Node):
+    name: str
+    params: list
+    body: list
+    is_network: bool = False
+
+
+@dataclass
+class Import(Node):
+    path: str
+
+
+@dataclass
+class Module(Node):
+    items: list
+
+
+# ----------------------------------------------------------------------------- post-lexer
+
+class _PostLex:
+    """Drops newlines inside brackets, around `->` and before `else`; bounds nesting."""
+
+    always_accept = ("_NL",)
+
+    def __init__(self, nesting: int):
+        self.nesting = nesting
+
+    def process(self, stream):
+        depth = 0  # ( and [ only: newlines inside them are not statement ends
+        nest = 0   # every bracket kind, for the nesting limit
+        held = None  # a newline waiting to see what follows it
+        prev = None
+        for tok in stream:
+            t = tok.type
+            if t == "_NL":
+                if depth or prev == "__ANON_ARROW" or (prev is not None and prev in _OPENERS):
+                    continue
+                held = held or tok
+                continue
+            if held is not None:
+                if t not in ("__ANON_ARROW", "ELSE"):
+                    yield held
+                held = None
+            if tok.value in ("(", "[", "{"):
+                nest += 1
+                if tok.value != "{":
+                    depth += 1
+                if nest > self.nesting:
+                    raise _TooDeep(tok)
+            elif tok.value in (")", "]", "}"):
+                nest = max(0, nest - 1)
+                if tok.value != "}":
+                    depth = max(0, depth - 1)
+            prev = _arrow_type(tok)
+            yield tok
+        if held is not None:
+            yield held
+
+
+_OPENERS = ("LPAR", "LSQB", "COMMA")
+
+
+def _arrow_type(tok):
+    return "__ANON_ARROW" if tok.value == "->" else tok.type
+
+
+class _TooDeep(Exception):
+    def __init__(self, tok):
+        self.tok = tok
+
+
+# ----------------------------------------------------------------------------- AST builder
+
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'", "0": "\0", "r": "\r"}
+
+
+def _unescape(raw: str) -> str:
+    body = raw[1:-1]
+    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), "\\" + m.group(1)), body)
+
+
+@v_args(meta=True, inline=True)
+class _Builder(Transformer_NonRecursive):
+    """Lark callbacks (named after the grammar's rules) building the AST, without recursion."""
+
+    def __init__(self, file: str, text: str, line0: int = 0, col0: int = 0):
+        super().__init__()
+        self.file, self.text, self.line0, self.col0 = file, text, line0, col0
+
+    def span(self, meta) -> Span:
+        if meta.empty:
+            return _span(self.file, 1, 1, 1, 1, self.line0, self.col0)
+        return _span(self.file, meta.line, meta.column, meta.end_line, meta.end_column, self.line0, self.col0)
+
+    def tspan(self, tok: Token) -> Span:
+        return _span(self.file, tok.line, tok.column, tok.end_line, tok.end_column, self.line0, self.col0)
+
+    # definitions
+    def start(self, meta, *items):
+        return Module(self.span(meta), list(items))
+
+    def import_stmt(self, meta, path):
+        return Import(self.span(meta), _unescape(path))
+
+    def block_def(self, meta, name, params, body):
+        return BlockDef(self.span(meta), str(name), params or [], body)
+
+    def network_def(self, meta, name, params, body):
+        return BlockDef(self.span(meta), str(name), params or [], body, is_network=True)
+
+    def params(self, meta, *ps):
+        return list(ps)
+
+    def param(self, meta, name, default=None):
+        return Param(self.span(meta), str(name), default)
+
+    def body(self, meta, *stmts):
+        return list(stmts)
+
+    # statements
+    def let_stmt(self, meta, name, value):
+        return Let(self.span(meta), str(name), value)
+
+    def assert_stmt(self, meta, cond, message=None):
+        return Assert(self.span(meta), cond, message, self.text_of(cond.span))
+
+    def text_of(self, span: Span) -> str:
+        lines = self.text.split("\n")
+        line = lines[span.line - self.line0 - 1] if span.line - self.line0 - 1 < len(lines) else ""
+        off = self.col0 if span.line - self.line0 == 1 else 0
+        if span.line == span.end_line:
+            return line[span.col - off - 1:span.end_col - off - 1]
+        return line[span.col - off - 1:] + " ..."
+
+    def input_stmt(self, meta, label, shape):
+        return Input(self.span(meta), self.label(label), shape)
+
+    def output_stmt(self, meta, *names):
+        return Output(self.span(meta), [(str(n), self.tspan(n)) for n in names])
+
+    def meta_stmt(self, meta, name, value):
+        return Meta(self.span(meta), str(name), value)
+
+    def init_stmt(self, meta, target, scheme, args=None):
+        is_pattern = target.type == "STRING"
+        return Init(self.span(meta), _unescape(target) if is_pattern else str(target), is_pattern,
+                    str(scheme), args or [])
+
+    def for_stmt(self, meta, *parts):
+        *targets, iterable, body = parts
+        return For(self.span(meta), [str(t) for t in targets], iterable, body)
+
+    def if_stmt(self, meta, cond, body, orelse=None):
+        if isinstance(orelse, If):
+            orelse = [orelse]
+        return If(self.span(meta), cond, body, orelse)
+
+    def bind_stmt(self, meta, name, chain):
+        return Bind(self.span(meta), str(name), chain)
+
+    def chain(self, meta, *items):
+        return Chain(self.span(meta), list(items))
+
+    def item(self, meta, *parts):
+        label = tap = repeat = None
+        parts = list(parts)
+        if parts and isinstance(parts[0], Token) and parts[0].type == "LABEL":
+            label = self.label(parts.pop(0))
+        if parts and isinstance(parts[0], _Tap):
+            tap = parts.pop(0).args
+        atom = parts.pop(0)
+        if parts:
+            repeat = parts[-1]
+        return Item(self.span(meta), label, tap, atom, repeat)
+
+    def tap(self, meta, args=None):
+        return _Tap(args or [])
+
+    def call(self, meta, name, args=None):
+        return Call(self.span(meta), str(name), args, self.tspan(name))
+
+    def group(self, meta, body):
+        return Group(self.span(meta), body)
+
+    def join(self, meta, kind, *rest):
+        args, body = (rest[0] or [], rest[1]) if len(rest) == 2 else ([], rest[0])
+        return Join(self.span(meta), str(kind), args, body)
+
+    def ref(self, meta, name):
+        return Ref(self.span(meta), str(name))
+
+    def args(self, meta, *args):
+        return [a if isinstance(a, Arg) else Arg(a.span, None, a) for a in args]
+
+    def kwarg(self, meta, name, value):
+        return Arg(self.span(meta), str(name), value)
+
+    # expressions
+    def ternary(self, meta, then, cond, other):
+        return Ternary(self.span(meta), cond, then, other)
+
+    def or_op(self, meta, a, b):
+        return BoolOp(self.span(meta), "or", a, b)
+
+    def and_op(self, meta, a, b):
+        return BoolOp(self.span(meta), "and", a, b)
+
+    def not_op(self, meta, a):
+        return Not(self.span(meta), a)
+
+    def compare(self, meta, *parts):
+        return Compare(self.span(meta), [str(p) for p in parts[1::2]], list(parts[0::2]))
+
+    def binary(self, meta, a, op, b):
+        return Binary(self.span(meta), str(op), a, b)
+
+    def unary(self, meta, op, a):
+        return Unary(self.span(meta), str(op), a)
+
+    def call_expr(self, meta, func, args=None):
+        return CallExpr(self.span(meta), func, args or [])
+
+    def index(self, meta, target, idx):
+        return Index(self.span(meta), target, idx)
+
+    def attr(self, meta, target, name):
+        return Attr(self.span(meta), target, str(name))
+
+    def number(self, meta, tok):
+        text = str(tok).replace("_", "")
+        span = self.span(meta)
+        try:
+            if re.fullmatch(r"\d+", text):
+                return Const(span, int(text))
+            return Const(span, float(text))
+        except ValueError:
+            raise ParseError("E004", "number literal too long", span) from None
+
+    def string(self, meta, tok):
+        return Const(self.span(meta), _unescape(tok))
+
+    def true(self, meta):
+        return Const(self.span(meta), True)
+
+    def false(self, meta):
+        return Const(self.span(meta), False)
+
+    def none(self, meta):
+        return Const(self.span(meta), None)
+
+    def var(self, meta, name):
+        return Var(self.span(meta), str(name))
+
+    def in_tensor(self, meta):
+        return InTensor(self.span(meta))
+
+    def tensor_ref(self, meta, name):
+        return TensorRef(self.span(meta), str(name))
+
+    def tuple(self, meta, *items):
+        return TupleExpr(self.span(meta), [i for i in items if i is not None])
+
+    def list(self, meta, *items):
+        return ListExpr(self.span(meta), [i for i in items if i is not None])
+
+    def dict(self, meta, *pairs):
+        return DictExpr(self.span(meta), [p for p in pairs if p is not None])
+
+    def pair(self, meta, k, v):
+        return (k, v)
+
+    # labels: `name{expr}suffix:` -> parts
+    def label(self, tok: Token) -> Label:
+        text = str(tok).rstrip()[:-1].rstrip()
+        parts: list = []
+        pos = 0
+        for m in re.finditer(r"\{([^{}]*)\}", text):
+            if m.start() > pos:
+                parts.append(text[pos:m.start()])
+            span = self.tspan(tok)
+            parts.append(parse_expr(m.group(1), self.file, span.line, span.col + m.start(1)))
+            pos = m.end()
+        if pos < len(text):
+            parts.append(text[pos:])
+        span = self.tspan(tok)
+        return Label(Span(self.file, span.line, span.col, span.line, span.col + len(text)), parts)
+
+
+@dataclass
+class _Tap:
+    args: list
+
+
+# ----------------------------------------------------------------------------- entry points
+
+_GRAMMAR_DIRS = (Path(__file__).parent / "grammars", Path(__file__).parent.parent / "grammars")
+
+
+def grammar_path() -> Path:
+    """The grammar file: inside the installed package, else the source tree's ``grammars/``."""
+    for d in _GRAMMAR_DIRS:
+        if (d / "arch.lark").exists():
+            return d / "arch.lark"
+    raise FileNotFoundError("arch.lark not found in " + ", ".join(map(str, _GRAMMAR_DIRS)))
+
+
+_EXPECT = {
+    "RPAR": "`)`", "LPAR": "`(`", "RSQB": "`]`", "LSQB": "`[`", "RBRACE": "`}`", "LBRACE": "`{`",
+    "COMMA": "`,`", "_NL": "a newline", "SEMICOLON": "`;`", "EQUAL": "`=`", "NAME": "a name",
+    "NUMBER": "a number", "STRING": "a string", "LABEL": "a label (`name:`)", "COLON": "`:`",
+    "JOIN_KIND": "a join (concat, add, mean, mul, dense, residual)", "COMP_OP": "a comparison",
+    "ADD_OP": "`+` or `-`", "MUL_OP": "`*`, `/`, `//` or `%`", "DOT": "`.`", "AT": "`@`", "STAR": "`*`",
+    "POW_OP": "`**`", "$END": "the end of the file",
+}
+_FORBIDDEN = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]|[\x00-\x08\x0b\x0e-\x1f\x7f]")
+
+
+def check_text(text: str, file: str, line0: int = 0, col0: int = 0) -> None:
+    """Refuse text that could mislead a reader: bidi controls and other control characters."""
+    m = _FORBIDDEN.search(text)
+    if m:
+        line = text.count("\n", 0, m.start()) + 1
+        col = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
+        ch = m.group()
+        what = unicodedata.name(ch, "control character")
+        raise ParseError("E002", f"forbidden character {what} (U+{ord(ch):04X})",
+                         _span(file, line, col, line, col + 1, line0, col0),
+                         hint="bidirectional and control characters can make code read differently "
+                              "from how it runs; remove it")
+
+
+_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=None)
+def _parser() -> Lark:
+    return Lark(grammar_path().read_text(encoding="utf-8"), parser="lalr", lexer="basic", start=["start", "expr"],
+                propagate_positions=True, maybe_placeholders=True, postlex=_PostLex(200))
+
+
+def parse(text: str, file: str = "<string>", limits: Limits | None = None) -> Module:
+    """Parse a whole .arch source into a Module AST (raises ParseError)."""
+    return _parse(text, file, "start", limits or Limits())
+
+
+def parse_expr(text: str, file: str = "<string>", line: int = 1, col: int = 1,
+               limits: Limits | None = None) -> Node:
+    """Parse one expression found at ``line:col`` of ``file`` (label interpolations, ``--set``)."""
+    return _parse(text, file, "expr", limits or Limits(), line - 1, col - 1)
+
+
+def _parse(text: str, file: str, start: str, limits: Limits, line0: int = 0, col0: int = 0):
+    check_text(text, file, line0, col0)
+    parser = _parser()
+    with _LOCK:
+        parser.options.postlex.nesting = limits.nesting
+        try:
+            tree = parser.parse(text, start=start)
+        except _TooDeep as e:
+            tok = e.tok
+            raise ParseError("E005", f"brackets and blocks nested deeper than {limits.nesting} levels",
+                             _span(file, tok.line, tok.column, tok.line, tok.column + 1, line0, col0),
+                             hint="raise the limit with `--limit nesting=N` if this is intended") from None
+        except UnexpectedInput as e:
+            raise _syntax_error(e, parser, text, file, line0, col0) from None
+    return _Builder(file, text, line0, col0).transform(tree)
+
+
+def _span(file, line, col, end_line, end_col, line0=0, col0=0) -> Span:
+    """A span, shifted when the parsed text started at (line0 + 1, col0 + 1) of its file."""
+    return Span(file, line + line0, col + (col0 if line == 1 else 0),
+                end_line + line0, end_col + (col0 if end_line == 1 else 0))
+
+
+def _describe(name: str, parser: Lark) -> str:
+    if name in _EXPECT:
+        return _EXPECT[name]
+    try:
+        pattern = parser.get_terminal(name).pattern
+    except KeyError:
+        return name
+    if pattern.type == "str":
+        return f"`{pattern.value}`"
+    return name.lower().replace("_", " ")
+
+
+def _syntax_error(e: UnexpectedInput, parser: Lark, text: str, file: str, line0: int, col0: int) -> ParseError:
+    line, col = max(1, e.line if e.line != -1 else text.count("\n") + 1), max(1, e.column if e.column != -1 else 1)
+    if isinstance(e, UnexpectedCharacters):
+        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
+        shown = repr(ch) if not ch.isprintable() or ch.isspace() else f"`{ch}`"
+        hint = None
+        if ch in "\"'":
+            hint = "strings must close on the line they open"
+        elif ch == ":":
+            hint = "a label is a name followed by `:` at the start of an item, like `conv1: conv(64, 3)`"
+        return ParseError("E001", f"unexpected character {shown}",
+                          _span(file, line, col, line, col + 1, line0, col0), hint=hint)
+    expected = sorted({_describe(t, parser) for t in (e.expected or ()) if not t.startswith("_") or t == "_NL"})
+    if isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END"):
+        lines = text.split("\n")
+        line = len(lines)
+        col = len(lines[-1]) + 1
+        msg = "unexpected end of input"
+        width = 1
+    else:
+        tok = e.token
+        shown = "a newline" if tok.type == "_NL" else f"`{tok.value}`"
+        msg = f"unexpected {shown}"
+        width = max(1, len(str(tok.value).split("\n")[0])) if tok.type != "_NL" else 1
+        line, col = tok.line, tok.column
+    hint = None
+    if expected and len(expected) <= 8:
+        hint = "expected " + (expected[0] if len(expected) == 1 else ", ".join(expected[:-1]) + " or " + expected[-1])
+    return ParseError("E001", msg, _span(file, line, col, line, col + width, line0, col0), hint=hint)
