@@ -63,6 +63,7 @@ class Elaborator:
         self.names: dict[str, Span] = {}
         self.taps: dict[str, tuple] = {}  # label -> (Tensor, train_only)
         self.internal: dict[str, int] = {}
+        self.next_id = -1
         self.input_overrides = dict(inputs or {})
         self.graph.scopes[0] = Scope(0, "", "network", net.name, None, net.span)
         self._globals(module)
@@ -453,7 +454,7 @@ class Elaborator:
                 name = next(iter(kw))
                 raise ElaborationError("E022", "`dense` takes no arguments", kw[name][1], stack=ctx.stack)
             return self.dense(j, ctx, x)
-        start = max(self.graph.g.nodes, default=-1)
+        start = max(self.graph.table, default=-1)
         outs, spans = [], []
         if j.kind == "residual":
             body = self.body(j.body, ctx, x)
@@ -490,15 +491,14 @@ class Elaborator:
 
     def _merge_means(self, outs, attrs, start):
         """FractalNet: a mean join whose branch ends in a mean join made inside it merges with it."""
-        g = self.graph.g
+        g = self.graph
         flat = []
         for t in outs:
-            d = g.nodes[t.node]
-            if d["op"] == "mean" and t.node > start and g.out_degree(t.node) == 0 and d["attrs"] == attrs \
-                    and not any(o.node == t.node for o in self.graph.outputs):
-                flat += [Tensor(u, g.nodes[u]["shape"]) for u in self.graph.args(t.node)]
-                self.names.pop(d["name"], None)
-                g.remove_node(t.node)
+            d = g.node(t.node)
+            if d["op"] == "mean" and t.node > start and not g.users(t.node) and d["attrs"] == attrs \
+                    and not any(o.node == t.node for o in g.outputs):
+                flat += [Tensor(u, g.node(u)["shape"]) for u in g.args(t.node)]
+                g.remove(t.node)
             else:
                 flat.append(t)
         return flat
@@ -587,16 +587,16 @@ class Elaborator:
             raise LimitError("E082", f"the network would have over {self.limits.params:,} parameters "
                              f"(this `{op_name}` alone has {params:,})", span, stack=ctx.stack,
                              hint="raise it with `--limit params=N`")
-        if len(g.g) >= self.limits.nodes:
+        if len(g) >= self.limits.nodes:
             raise LimitError("E083", f"the network has more than {self.limits.nodes:,} ops", span, stack=ctx.stack,
                              hint="raise it with `--limit nodes=N`")
         if not name.rsplit(".", 1)[-1].count("#"):
             self.claim(name, span, ctx)
-        n = len(g.g) and max(g.g.nodes) + 1
-        g.g.add_node(n, op=op_name, attrs=attrs, name=name, shape=shape, params=params, buffers=buffers,
-                     span=span, stack=ctx.stack, scope=ctx.scope, tap=ctx.tap)
-        for k, t in enumerate(inputs):
-            g.g.add_edge(t.node, n, key=k)
+        self.next_id += 1
+        g.add(self.next_id, [t.node for t in inputs],
+              dict(op=op_name, attrs=attrs, name=name, shape=shape, params=params, buffers=buffers,
+                   span=span, stack=ctx.stack, scope=ctx.scope, tap=ctx.tap))
+        n = self.next_id
         g.total_params += params
         g.total_buffers += buffers
         return Tensor(n, shape)

@@ -1,5 +1,8 @@
 """The IR: an elaborated network as a ``networkx.MultiDiGraph`` (a DiGraph subclass).
 
+``ArchGraph.g`` is that graph. It is built on first use from the node table the
+elaborator fills, because importing networkx costs a quarter of a second and
+``archdsl check`` must answer in under half of one without it.
 Nodes are integers in creation order, which is a topological order. Each node's
 data: ``op`` (a name in ``ops.OPS``), ``attrs`` (resolved attributes), ``name``
 (hierarchical, dotted; the module path in the compiled model), ``shape`` (output
@@ -11,8 +14,6 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-
-import networkx as nx
 
 from .errors import Span
 from .ops import OPS
@@ -53,7 +54,8 @@ class InitRule:
 @dataclass
 class ArchGraph:
     network: str
-    g: nx.MultiDiGraph = field(default_factory=nx.MultiDiGraph)
+    table: dict = field(default_factory=dict)       # node -> data, in creation order
+    preds: dict = field(default_factory=dict)       # node -> [input nodes in input order]
     inputs: dict = field(default_factory=dict)      # input name -> node
     outputs: list = field(default_factory=list)     # [OutputSpec]
     scopes: dict = field(default_factory=dict)      # id -> Scope
@@ -64,20 +66,45 @@ class ArchGraph:
     total_params: int = 0
     total_buffers: int = 0
 
+    # --- building (the elaborator's)
+    def add(self, n: int, inputs: list[int], data: dict) -> None:
+        self.table[n] = data
+        self.preds[n] = list(inputs)
+        self._nx = None
+
+    def remove(self, n: int) -> None:
+        del self.table[n], self.preds[n]
+        self._nx = None
+
     # --- queries
+    @property
+    def g(self):
+        """The IR as a ``networkx.MultiDiGraph``; edge keys are input positions."""
+        if getattr(self, "_nx", None) is None:
+            import networkx as nx
+            g = nx.MultiDiGraph(network=self.network)
+            g.add_nodes_from(self.table.items())
+            g.add_edges_from((u, v, k) for v, us in self.preds.items() for k, u in enumerate(us))
+            self._nx = g
+        return self._nx
+
     def node(self, n: int) -> dict:
-        return self.g.nodes[n]
+        return self.table[n]
 
     def args(self, n: int) -> list[int]:
         """The inputs of node ``n`` in input order."""
-        return [u for u, _, _ in sorted(self.g.in_edges(n, keys=True), key=lambda e: e[2])]
+        return self.preds[n]
 
-    def nodes(self):
+    def users(self, n: int) -> list[int]:
+        """The nodes that take ``n`` as an input."""
+        return [v for v, us in self.preds.items() if n in us]
+
+    def nodes(self) -> list[int]:
         """Node ids in topological (creation) order."""
-        return sorted(self.g.nodes)
+        return list(self.table)
 
     def by_name(self, name: str) -> int:
-        for n, d in self.g.nodes(data=True):
+        for n, d in self.table.items():
             if d["name"] == name:
                 return n
         raise KeyError(name)
@@ -91,7 +118,7 @@ class ArchGraph:
         return chain[::-1]
 
     def __len__(self) -> int:
-        return self.g.number_of_nodes()
+        return len(self.table)
 
     def _repr_svg_(self) -> str:
         from .render import render
@@ -122,7 +149,10 @@ class ArchGraph:
                 assert self.inputs.get(d["name"]) == n
         for o in self.outputs:
             assert o.node in self.g, f"output {o.name} is not a node"
+        import networkx as nx
         assert nx.is_directed_acyclic_graph(self.g)
+        assert list(nx.topological_sort(self.g)) and all(self.args(n) == [u for u, _, _ in sorted(
+            self.g.in_edges(n, keys=True), key=lambda e: e[2])] for n in self.table)
         assert sum(d["params"] for _, d in self.g.nodes(data=True)) == self.total_params
         assert sum(d["buffers"] for _, d in self.g.nodes(data=True)) == self.total_buffers
         for s in self.scopes.values():

@@ -573,7 +573,7 @@ _LOCK = threading.Lock()
 @lru_cache(maxsize=None)
 def _parser() -> Lark:
     return Lark(grammar_path().read_text(encoding="utf-8"), parser="lalr", lexer="basic", start=["start", "expr"],
-                propagate_positions=True, maybe_placeholders=True, postlex=_PostLex(200))
+                propagate_positions=True, maybe_placeholders=True, postlex=_PostLex(200), cache=True)
 
 
 def parse(text: str, file: str = "<string>", limits: Limits | None = None) -> Module:

@@ -1,0 +1,148 @@
+"""The ``archdsl`` command: check, compile, render, summary, chart, compare, zoo.
+
+Exit status: 0 success, 1 a diagnostic about the spec (on stderr), 2 a usage error.
+Each command's work lives in its stage's module; this file only parses arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from .errors import ArchError, Limits
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def parse_value(text: str, what: str):
+    """A ``--set`` value: any constant expression of the language; a bare word is a string."""
+    from .elaborate import Ctx, Elaborator
+    from .syntax import parse_expr
+    if _IDENT.fullmatch(text) and text not in ("true", "false", "none"):
+        return text
+    node = parse_expr(text, f"<{what}>")
+    return Elaborator(Limits(), {}).ev(node, Ctx({}, None), None)
+
+
+def _pairs(items, what: str) -> dict:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not _IDENT.fullmatch(key.strip()):
+            raise SystemExit(_usage(f"{what} expects NAME=VALUE, got {item!r}"))
+        out[key.strip()] = parse_value(value.strip(), f"--{what} {key.strip()}")
+    return out
+
+
+def _usage(message: str) -> int:
+    print(f"archdsl: error: {message}", file=sys.stderr)
+    return 2
+
+
+def check_args(args) -> dict:
+    """Keyword arguments for ``archdsl.check`` from the common options."""
+    return {"network": args.network, "inputs": _pairs(args.input, "input") or None,
+            "limits": _pairs(args.limit, "limit") or None, "roots": args.allow_import or None,
+            **_pairs(args.set, "set")}
+
+
+def _common(p: argparse.ArgumentParser, many: bool = False) -> None:
+    if many:
+        p.add_argument("files", nargs="+", metavar="FILE", help=".arch spec files")
+    else:
+        p.add_argument("file", metavar="FILE", help="an .arch spec file")
+    p.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a network parameter")
+    p.add_argument("--input", action="append", metavar="NAME=SHAPE", help="override an input shape, e.g. image=[3,64,64]")
+    p.add_argument("--network", help="which network of the file (default: the last)")
+    p.add_argument("--limit", action="append", metavar="NAME=N",
+                   help=f"raise a resource limit ({', '.join(Limits.FIELDS)})")
+    p.add_argument("--allow-import", action="append", metavar="DIR", help="another folder imports may read")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="archdsl", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check", help="parse, elaborate and shape-check a spec; print its layers")
+    _common(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the totals")
+
+    p = sub.add_parser("compile", help="write a standalone PyTorch module for a spec")
+    _common(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUT.py")
+
+    p = sub.add_parser("render", help="draw a spec with Graphviz")
+    _common(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUT.{svg,png,pdf,dot}")
+    p.add_argument("--depth", type=int, default=None, help="how many block levels to open (default 1)")
+    p.add_argument("--expand", action="append", default=[], metavar="NAME", help="open this block instance")
+    p.add_argument("--unroll", action="store_true", help="draw every copy of a repetition")
+    p.add_argument("--rankdir", choices=("TB", "LR"), default="TB")
+
+    p = sub.add_parser("summary", help="per-layer parameters, MACs and memory")
+    _common(p)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--depth", type=int, default=None, help="one row per block at this depth")
+    p.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to a file instead of stdout")
+
+    p = sub.add_parser("chart", help="the complexity chart: accuracy (or params) against MACs")
+    _common(p, many=True)
+    p.add_argument("-o", "--output", required=True, metavar="chart.png")
+
+    p = sub.add_parser("compare", help="two specs' summaries side by side")
+    _common(p, many=True)
+
+    p = sub.add_parser("zoo", help="table of every spec in specs/")
+    p.add_argument("--format", choices=("table", "markdown"), default="table")
+    p.add_argument("--parity", action="store_true", help="also run the reference parity checks (slow)")
+    return parser
+
+
+def cmd_check(args) -> int:
+    from .frontend import check
+    from .report import print_check
+    graph = check(args.file, **check_args(args))
+    print_check(graph, quiet=args.quiet)
+    return 0
+
+
+def _delegate(module: str, function: str):
+    def run(args) -> int:
+        import importlib
+        return getattr(importlib.import_module(f"archdsl.{module}"), function)(args)
+    return run
+
+
+COMMANDS = {
+    "check": cmd_check,
+    "compile": _delegate("compile", "cli"),
+    "render": _delegate("render", "cli"),
+    "summary": _delegate("analyze", "cli_summary"),
+    "chart": _delegate("analyze", "cli_chart"),
+    "compare": _delegate("analyze", "cli_compare"),
+    "zoo": _delegate("zoo", "cli"),
+}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ArchError as e:
+        print(e.render(), file=sys.stderr)
+        return 1
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2
+    except (RecursionError, MemoryError) as e:
+        print(f"error[E086]: the spec is too large or deep to process ({type(e).__name__})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
