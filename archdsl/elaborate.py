@@ -49,6 +49,7 @@ class Ctx:
     tap: str | None = None
     repeat_tag: tuple | None = None
     in_network: bool = False
+    inn: Tensor | None = None  # `in`: the tensor flowing into the current statement
 
 
 class Elaborator:
@@ -130,8 +131,10 @@ class Elaborator:
     def stmt(self, s, ctx: Ctx, x):
         kind = type(s)
         if kind is A.Chain:
+            saved, ctx.inn = ctx.inn, x
             for item in s.items:
                 x = self.item(item, ctx, x)
+            ctx.inn = saved
             return x
         if kind is A.Let:
             ctx.env[s.name] = self.ev(s.value, ctx, x)
@@ -260,12 +263,12 @@ class Elaborator:
 
     # ------------------------------------------------------------------ items
     def item(self, it: A.Item, ctx: Ctx, x):
-        label = self.label_text(it.label, ctx, x) if it.label is not None else None
+        label = self.label_text(it.label, ctx, ctx.inn) if it.label is not None else None
         if it.tap is not None:
             return self.tap(it, label, ctx, x)
         if it.repeat is None:
             return self.atom(it.atom, ctx, x, label)
-        n = self.ev(it.repeat, ctx, x)
+        n = self.ev(it.repeat, ctx, ctx.inn)
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise ElaborationError("E059", f"repetition count must be a non-negative integer, got {show(n)}",
                                    it.repeat.span, stack=ctx.stack)
@@ -287,7 +290,7 @@ class Elaborator:
                                    stack=ctx.stack, hint="write `aux1: tap aux_head(classes)`")
         if x is None:
             raise ElaborationError("E016", "nothing flows into this tap", it.span, stack=ctx.stack)
-        opts = self.kwargs_of(it.tap, ctx, x, "tap", {"train_only": False})
+        opts = self.kwargs_of(it.tap, ctx, ctx.inn, "tap", {"train_only": False})
         saved = ctx.tap
         ctx.tap = label
         y = self.atom(it.atom, ctx, x, label) if it.repeat is None else self.item(replace(it, tap=None), ctx, x)
@@ -299,6 +302,19 @@ class Elaborator:
         self.taps[label] = (y, bool(opts["train_only"]))
         ctx.env[label] = y
         return x
+
+    def kwargs_of(self, args: list, ctx: Ctx, x, what: str, defaults: dict) -> dict:
+        """Keyword-only arguments of a construct (``tap(train_only=true)``), checked against ``defaults``."""
+        out = dict(defaults)
+        for a in args:
+            if a.name is None:
+                raise ElaborationError("E021", f"`{what}` takes keyword arguments only", a.span, stack=ctx.stack,
+                                       hint=f"its parameters are: {', '.join(defaults)}")
+            if a.name not in defaults:
+                raise ElaborationError("E022", f"`{what}` has no parameter `{a.name}`", a.span, stack=ctx.stack,
+                                       hint=did_you_mean(a.name, defaults) or f"its parameters are: {', '.join(defaults)}")
+            out[a.name] = self.ev(a.value, ctx, x)
+        return out
 
     def atom(self, a, ctx: Ctx, x, label: str | None):
         kind = type(a)
@@ -321,7 +337,7 @@ class Elaborator:
 
     def call(self, c: A.Call, ctx: Ctx, x, label: str | None):
         target = self.lookup(c.name, ctx, c.name_span, callable_only=True)
-        args = [(a.name, self.ev(a.value, ctx, x), a.span) for a in (c.args or [])]
+        args = [(a.name, self.ev(a.value, ctx, ctx.inn), a.span) for a in (c.args or [])]
         if isinstance(target, OpRef):
             return self.op_call(target, args, c, ctx, x, label)
         if isinstance(target, BlockRef):
@@ -448,7 +464,7 @@ class Elaborator:
             if a.name is None:
                 raise ElaborationError("E021", f"`{j.kind}` takes keyword arguments only", a.span, stack=ctx.stack,
                                        hint="e.g. `add(scale=[1, 0.17]) { ... }`")
-            kw[a.name] = (self.ev(a.value, ctx, x), a.span)
+            kw[a.name] = (self.ev(a.value, ctx, ctx.inn), a.span)
         if j.kind == "dense":
             if kw:
                 name = next(iter(kw))

@@ -276,7 +276,7 @@ class _PostLex:
                 held = held or tok
                 continue
             if held is not None:
-                if t not in ("__ANON_ARROW", "ELSE"):
+                if tok.value != "->" and t != "ELSE":
                     yield held
                 held = None
             if tok.value in ("(", "[", "{"):

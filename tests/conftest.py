@@ -1,0 +1,33 @@
+"""Shared test helpers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import archdsl
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted((ROOT / "specs").glob("*.arch"))
+
+
+def checked(source, **kwargs) -> archdsl.ArchGraph:
+    """archdsl.check plus the IR's invariants (every test that elaborates lints)."""
+    graph = archdsl.check(source, **kwargs)
+    graph.lint()
+    return graph
+
+
+def names(graph) -> list[str]:
+    return [graph.node(n)["name"] for n in graph.nodes()]
+
+
+def weight_names(graph) -> list[str]:
+    """Names of the nodes that own weights or buffers (the compiled model's submodules)."""
+    return [graph.node(n)["name"] for n in graph.nodes() if graph.node(n)["params"] or graph.node(n)["buffers"]]
+
+
+def error_of(source, **kwargs) -> archdsl.ArchError:
+    with pytest.raises(archdsl.ArchError) as info:
+        archdsl.check(source, **kwargs)
+    return info.value
