@@ -7,14 +7,16 @@ sequences, ``(F,)`` for vectors. Shape rules follow PyTorch's formulas exactly.
 Adding an op is adding one class here::
 
     @register
-    class Relu(Op):
-        name, category = "relu", "activation"
+    class Relu(Activation):
+        name = "relu"
         def forward(self, a, args, mod, inplace):
-            return f"F.relu({args[0]}, inplace={inplace})"
+            return f"F.relu({args[0]}, inplace=True)" if inplace else f"F.relu({args[0]})"
 
 Nothing in this module imports torch: builders are *source text* (a constructor
 name with arguments, and a forward expression) that ``compile.py`` turns into a
-module, and that ``archdsl compile -o`` writes out as a standalone file.
+module, and that ``archdsl compile -o`` writes out as a standalone file. Functions that
+forward code calls besides torch and F are named in ``Op.helpers`` and their source is in
+``HELPERS``.
 """
 from __future__ import annotations
 
@@ -74,7 +76,7 @@ def type_name(v) -> str:
 
 @dataclass(frozen=True)
 class P:
-    """One parameter of an op: name, kind, default (``REQUIRED`` if none) and bounds."""
+    """One parameter of an op: name, kind, default (or ``required``), bounds and choices."""
 
     name: str
     kind: str = "int"           # int | float | bool | str | size | padding | floats | any
@@ -158,8 +160,14 @@ class Op:
     arity: int | None = 1        # inputs; None: one or more (joins)
     category: str = "other"      # drawing and summary group: conv, linear, norm, activation,
                                  # pool, join, reshape, regularize, io
-    helpers: tuple[str, ...] = ()  # prelude functions (compile.HELPERS) the forward code uses
+    helpers: tuple[str, ...] = ()  # prelude functions (HELPERS) the forward code uses
     elementwise: bool = False    # counted as elementwise work (reported apart from MACs)
+    # For ``forward(..., inplace=True)``: the compiler may pass it only when the input is used
+    # nowhere else and its producer does not save its output for backward (``saves_output``),
+    # looking through ops whose output may alias their input 0 (``view``; so may any join
+    # given a single input). Otherwise autograd fails on the overwritten tensor.
+    saves_output: bool = False
+    view: bool = False
 
     # --- binding
     def bind(self, args: list, kwargs: dict) -> dict:
@@ -217,7 +225,9 @@ class Op:
 
     # --- torch, as source text
     def module(self, a: dict, xs: list[tuple], y: tuple) -> tuple[str, tuple, dict] | None:
-        """``("nn.Conv2d", args, kwargs)`` for ops that own a module, else None."""
+        """``("nn.Conv2d", args, kwargs)`` for ops that own a module, else None. Ops own one
+        when they have weights or buffers, or when the torch class depends on the input
+        rank (``nn.MaxPool1d/2d/3d``), which ``forward`` does not see."""
         return None
 
     def forward(self, a: dict, args: list[str], mod: str | None, inplace: bool) -> str:
@@ -239,22 +249,37 @@ def register(cls):
 
 
 def _show(v) -> str:
+    """A value as the language writes it."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if v is None:
         return "none"
-    return repr(v) if isinstance(v, str) else str(v)
+    if isinstance(v, (tuple, list)):
+        return "[" + ", ".join(map(_show, v)) + "]"
+    return f'"{v}"' if isinstance(v, str) else str(v)
 
 
-def tup(v, n: int) -> tuple:
-    """Expand an int or a 1-tuple to an n-tuple (PyTorch's _ntuple)."""
+def tup(v, n: int, arg: str | None = None) -> tuple:
+    """Expand an int or a 1-tuple to an n-tuple (PyTorch's _ntuple); ``arg`` names the attribute."""
     if isinstance(v, tuple):
         if len(v) == 1:
             return v * n
         if len(v) != n:
-            raise ShapeProblem(f"expected {n} values for a {n}-d input, got {len(v)}")
+            raise ShapeProblem(f"{'`' + arg + '` has' if arg else 'got'} {len(v)} values for an input "
+                               f"with {n} spatial dimension{'s' if n != 1 else ''}",
+                               hint=f"give one value, or {n}", arg=arg, code="E041")
         return v
     return (v,) * n
+
+
+def torch_size(v):
+    """A size as torch source takes it: a 1-tuple becomes its value (torch does not expand it)."""
+    return v[0] if isinstance(v, tuple) and len(v) == 1 else v
+
+
+def size_text(v) -> str:
+    """``3x3`` for a kernel of 3, ``3x1`` for (3, 1)."""
+    return "x".join(map(str, v)) if isinstance(v, tuple) else f"{v}x{v}"
 
 
 def numel(shape) -> int:
@@ -283,9 +308,67 @@ def conv_out(size: int, k: int, s: int, p: int, d: int, ceil: bool = False) -> i
     return span // s + 1
 
 
+def window_out(sizes, k, s, p, d, ceil: bool = False) -> tuple:
+    """Output sizes of a sliding window over ``sizes``; E045 where one would be empty."""
+    out = tuple(conv_out(*t, ceil) for t in zip(sizes, k, s, p, d))
+    for i, o in enumerate(out):
+        if o < 1:
+            raise ShapeProblem(
+                f"output size would be {o} along spatial dimension {i + 1}: input size {sizes[i]}, "
+                f"kernel {k[i]}, stride {s[i]}, padding {p[i]}, dilation {d[i]}",
+                hint="use a smaller kernel, stride or dilation, more padding, or a larger input",
+                arg="kernel", code="E045")
+    return out
+
+
 def same_padding(k: int, d: int) -> tuple[int, int]:
+    """(left, right) padding of PyTorch's ``padding="same"``: the extra one goes right."""
     total = d * (k - 1)
     return total // 2, total - total // 2
+
+
+def torch_kwargs(op: "Op", a: dict, skip=(), **rename) -> dict:
+    """Optional attributes that differ from their defaults, under torch's keyword names."""
+    return {rename.get(p.name, p.name): torch_size(a[p.name]) for p in op.params
+            if not p.required and p.name not in skip and a[p.name] != p.default}
+
+
+def same_shapes(op: str, xs) -> tuple:
+    """The one shape all inputs share (E044 otherwise)."""
+    if any(x != xs[0] for x in xs[1:]):
+        raise ShapeProblem(f"`{op}` needs inputs of one shape, got " + ", ".join(str(list(x)) for x in xs),
+                           hint="`conv` with kernel 1 or a pool can match channels or sizes", code="E044")
+    return xs[0]
+
+
+# ----------------------------------------------------------------------------- prelude helpers
+# Source of the functions forward code may call; the compiler pastes in those an op names.
+
+HELPERS: dict[str, str] = {
+    "drop_path": '''\
+def drop_path(x, survival: float, training: bool):
+    """Stochastic depth: in training, keep each sample with probability survival and scale it
+    by 1 / survival, zero it otherwise; the identity in eval."""
+    if not training:
+        return x
+    keep = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(survival)
+    return x * keep.div_(survival)
+''',
+    "fractal_join": '''\
+def fractal_join(xs: list, drop: float, training: bool):
+    """FractalNet's join with local drop-path: the mean of the inputs; in training each input
+    is dropped per sample with probability drop, one random input is kept where all were
+    dropped, and the kept ones are averaged."""
+    x = torch.stack(xs)
+    if not training:
+        return x.mean(0)
+    n, b = x.shape[0], x.shape[1]
+    keep = torch.rand(n, b, device=x.device) >= drop
+    pick = torch.arange(n, device=x.device).unsqueeze(1) == torch.randint(n, (1, b), device=x.device)
+    keep = (keep | (pick & ~keep.any(0))).to(x.dtype).view((n, b) + (1,) * (x.dim() - 2))
+    return (x * keep).sum(0) / keep.sum(0)
+''',
+}
 
 
 # ----------------------------------------------------------------------------- ops
@@ -299,6 +382,7 @@ class Input(Op):
 @register
 class Identity(Op):
     name, category = "identity", "other"
+    view = True
 
 
 @register
@@ -320,14 +404,21 @@ class Conv(Op):
             raise ShapeProblem(f"groups={g} does not divide the {c} input channels", arg="groups", code="E042")
         if a["out"] % g:
             raise ShapeProblem(f"groups={g} does not divide the {a['out']} output channels", arg="groups", code="E042")
-        k, s, d = tup(a["kernel"], n), tup(a["stride"], n), tup(a["dilation"], n)
+        k, s, d = tup(a["kernel"], n, "kernel"), tup(a["stride"], n, "stride"), tup(a["dilation"], n, "dilation")
         if a["pad"] == "same":
             if any(v != 1 for v in s):
                 raise ShapeProblem('pad="same" needs stride 1 (as in PyTorch)', arg="pad", code="E043")
+            p = tuple(max(same_padding(kk, dd)) for kk, dd in zip(k, d))
+        else:
+            p = (0,) * n if a["pad"] == "valid" else tup(a["pad"], n, "pad")
+        mode = a["padding_mode"]
+        for size, q in zip(sizes, p):
+            if mode in ("reflect", "circular") and q > size - (mode == "reflect"):
+                raise ShapeProblem(f"{mode} padding of {q} needs an input size of at least "
+                                   f"{q + (mode == 'reflect')}, got {size}", arg="pad", code="E043")
+        if a["pad"] == "same":
             return (a["out"], *sizes)
-        p = (0,) * n if a["pad"] == "valid" else tup(a["pad"], n)
-        out = tuple(conv_out(*t) for t in zip(sizes, k, s, p, d))
-        return (a["out"], *out)
+        return (a["out"], *window_out(sizes, k, s, p, d))
 
     def weights(self, a, xs, y):
         k = math.prod(tup(a["kernel"], len(xs[0]) - 1))
@@ -338,33 +429,461 @@ class Conv(Op):
         return numel(y) * (xs[0][0] // a["groups"]) * k
 
     def module(self, a, xs, y):
-        n = len(xs[0]) - 1
-        kw = {}
-        for key, torch_key, default in (("stride", "stride", 1), ("pad", "padding", 0),
-                                        ("dilation", "dilation", 1), ("groups", "groups", 1),
-                                        ("bias", "bias", True), ("padding_mode", "padding_mode", "zeros")):
-            if a[key] != default:
-                kw[torch_key] = a[key]
-        return f"nn.Conv{n}d", (xs[0][0], a["out"], a["kernel"]), kw
+        return f"nn.Conv{len(xs[0]) - 1}d", (xs[0][0], a["out"], torch_size(a["kernel"])), \
+            torch_kwargs(self, a, pad="padding")
 
     def forward(self, a, args, mod, inplace):
         return f"{mod}({args[0]})"
 
     def label(self, a):
-        k = a["kernel"]
-        ks = "x".join(map(str, k)) if isinstance(k, tuple) else f"{k}x{k}"
         extra = "".join(f", {n}={_show(a[n])}" for n in ("stride", "dilation", "groups") if a[n] != 1)
-        return f"conv {ks}, {a['out']}{extra}"
+        return f"conv {size_text(a['kernel'])}, {a['out']}{extra}"
 
 
 @register
-class Relu(Op):
-    name, category = "relu", "activation"
-    elementwise = True
+class Linear(Op):
+    """Fully connected layer on a vector."""
+
+    name, category = "linear", "linear"
+    params = (req("out", min=1), P("bias", "bool", True))
+
+    def shape(self, a, xs):
+        if len(xs[0]) != 1:
+            raise ShapeProblem(f"`linear` needs a vector input, got {list(xs[0])}",
+                               hint="insert `flatten` before `linear`", code="E041")
+        return (a["out"],)
+
+    def weights(self, a, xs, y):
+        return xs[0][0] * a["out"] + (a["out"] if a["bias"] else 0), 0
+
+    def macs(self, a, xs, y):
+        return xs[0][0] * a["out"]
+
+    def module(self, a, xs, y):
+        return "nn.Linear", (xs[0][0], a["out"]), torch_kwargs(self, a)
+
+    def forward(self, a, args, mod, inplace):
+        return f"{mod}({args[0]})"
+
+    def label(self, a):
+        return f"linear {a['out']}"
+
+
+# ----------------------------------------------------------------------------- normalization
+
+class Norm(Op):
+    """Shared by the normalizations: shape-preserving, elementwise work."""
+
+    category, elementwise = "norm", True
+
+    def forward(self, a, args, mod, inplace):
+        return f"{mod}({args[0]})"
+
+
+@register
+class BatchNorm(Norm):
+    """Batch normalization: BatchNorm1d for vectors and sequences, 2d for images, 3d for volumes."""
+
+    name = "bn"
+    params = (P("eps", "float", 1e-5, min=0), P("momentum", "float", 0.1, min=0, max=1), P("affine", "bool", True))
+
+    def shape(self, a, xs):
+        return spatial(xs, "bn", ranks=(1, 2, 3, 4))
+
+    def weights(self, a, xs, y):
+        c = xs[0][0]
+        return (2 * c if a["affine"] else 0), 2 * c + 1  # running mean and var, num_batches_tracked
+
+    def module(self, a, xs, y):
+        return f"nn.BatchNorm{max(1, len(xs[0]) - 1)}d", (xs[0][0],), torch_kwargs(self, a)
+
+
+@register
+class LayerNorm(Norm):
+    """Layer normalization over the last ``dims`` dimensions."""
+
+    name = "layernorm"
+    params = (P("dims", "int", 1, min=1), P("eps", "float", 1e-5, min=0), P("affine", "bool", True))
+
+    def shape(self, a, xs):
+        if a["dims"] > len(xs[0]):
+            raise ShapeProblem(f"`layernorm` over the last {a['dims']} dimensions needs an input of that rank, "
+                               f"got {list(xs[0])}", arg="dims", code="E041")
+        return xs[0]
+
+    def weights(self, a, xs, y):
+        return (2 * numel(xs[0][-a["dims"]:]) if a["affine"] else 0), 0
+
+    def module(self, a, xs, y):
+        return "nn.LayerNorm", (xs[0][-a["dims"]:],), torch_kwargs(self, a, skip=("dims",), affine="elementwise_affine")
+
+
+@register
+class GroupNorm(Norm):
+    """Group normalization; ``groups`` must divide the channels."""
+
+    name = "groupnorm"
+    params = (req("groups", min=1), P("eps", "float", 1e-5, min=0), P("affine", "bool", True))
+
+    def shape(self, a, xs):
+        c = spatial(xs, "groupnorm", ranks=(1, 2, 3, 4))[0]
+        if c % a["groups"]:
+            raise ShapeProblem(f"groups={a['groups']} does not divide the {c} channels", arg="groups", code="E042")
+        return xs[0]
+
+    def weights(self, a, xs, y):
+        return (2 * xs[0][0] if a["affine"] else 0), 0
+
+    def module(self, a, xs, y):
+        return "nn.GroupNorm", (a["groups"], xs[0][0]), torch_kwargs(self, a)
+
+    def label(self, a):
+        return f"groupnorm {a['groups']}"
+
+
+@register
+class LocalResponseNorm(Norm):
+    """AlexNet's local response normalization across ``size`` neighbouring channels."""
+
+    name = "lrn"
+    params = (req("size", min=1), P("alpha", "float", 1e-4), P("beta", "float", 0.75), P("k", "float", 1.0))
+
+    def shape(self, a, xs):
+        return spatial(xs, "lrn")
+
+    def forward(self, a, args, mod, inplace):
+        return f"F.local_response_norm({args[0]}, {a['size']}, {a['alpha']!r}, {a['beta']!r}, {a['k']!r})"
+
+    def label(self, a):
+        return f"lrn {a['size']}"
+
+
+# ----------------------------------------------------------------------------- activations
+
+class Activation(Op):
+    """Shared by the activations: stateless, shape-preserving, elementwise work."""
+
+    category, elementwise = "activation", True
+
+
+@register
+class Relu(Activation):
+    name, saves_output = "relu", True
 
     def forward(self, a, args, mod, inplace):
         return f"F.relu({args[0]}, inplace=True)" if inplace else f"F.relu({args[0]})"
 
+
+@register
+class Relu6(Activation):
+    name = "relu6"
+
+    def forward(self, a, args, mod, inplace):
+        return f"F.relu6({args[0]}, inplace=True)" if inplace else f"F.relu6({args[0]})"
+
+
+@register
+class LeakyRelu(Activation):
+    name, saves_output = "leaky_relu", True  # when run in place
+    params = (P("slope", "float", 0.01),)
+
+    def forward(self, a, args, mod, inplace):
+        # torch's in-place backward rejects negative slopes
+        tail = ", inplace=True" if inplace and a["slope"] >= 0 else ""
+        return f"F.leaky_relu({args[0]}, {a['slope']!r}{tail})"
+
+    def label(self, a):
+        return f"leaky_relu {a['slope']:g}"
+
+
+@register
+class Gelu(Activation):
+    name = "gelu"
+    params = (P("approximate", "str", "none", choices=("none", "tanh")),)
+
+    def forward(self, a, args, mod, inplace):
+        return f"F.gelu({args[0]}, approximate='tanh')" if a["approximate"] == "tanh" else f"F.gelu({args[0]})"
+
+    def label(self, a):
+        return "gelu tanh" if a["approximate"] == "tanh" else "gelu"
+
+
+@register
+class Silu(Activation):
+    name = "silu"
+
+    def forward(self, a, args, mod, inplace):
+        return f"F.silu({args[0]}, inplace=True)" if inplace else f"F.silu({args[0]})"
+
+
+@register
+class Sigmoid(Activation):
+    name, saves_output = "sigmoid", True
+
+    def forward(self, a, args, mod, inplace):
+        return f"torch.sigmoid({args[0]})"
+
+
+@register
+class Tanh(Activation):
+    name, saves_output = "tanh", True
+
+    def forward(self, a, args, mod, inplace):
+        return f"torch.tanh({args[0]})"
+
+
+@register
+class Hardswish(Activation):
+    name = "hardswish"
+
+    def forward(self, a, args, mod, inplace):
+        return f"F.hardswish({args[0]}, inplace=True)" if inplace else f"F.hardswish({args[0]})"
+
+
+@register
+class Softmax(Activation):
+    """Softmax along ``dim``, counted without the batch (0 is the channels)."""
+
+    name, function, saves_output = "softmax", "F.softmax", True
+    params = (P("dim", "int", 0),)
+
+    def shape(self, a, xs):
+        if not -len(xs[0]) <= a["dim"] < len(xs[0]):
+            raise ShapeProblem(f"dim={a['dim']} is out of range for an input of shape {list(xs[0])}",
+                               hint="dimensions count from 0 (channels), batch excluded", arg="dim", code="E041")
+        return xs[0]
+
+    def forward(self, a, args, mod, inplace):
+        d = a["dim"]
+        return f"{self.function}({args[0]}, dim={d + 1 if d >= 0 else d})"
+
+    def label(self, a):
+        return self.name if a["dim"] == 0 else f"{self.name} dim={a['dim']}"
+
+
+@register
+class LogSoftmax(Softmax):
+    name, function = "log_softmax", "F.log_softmax"
+
+
+# ----------------------------------------------------------------------------- pooling
+
+class Pool(Op):
+    """Shared by maxpool and avgpool: a window over 1-3 spatial dims (torch class by rank)."""
+
+    category, torch_class = "pool", ""
+
+    def shape(self, a, xs):
+        x = spatial(xs, self.name)
+        n = len(x) - 1
+        k = tup(a["kernel"], n, "kernel")
+        s = k if a["stride"] is None else tup(a["stride"], n, "stride")
+        p = tup(a["pad"], n, "pad")
+        d = tup(a.get("dilation", 1), n, "dilation")
+        for kk, pp in zip(k, p):
+            if pp > kk // 2:
+                raise ShapeProblem(f"padding {pp} is more than half the kernel size {kk}",
+                                   hint=f"PyTorch allows a padding of at most {kk // 2} here", arg="pad", code="E043")
+        return (x[0], *window_out(x[1:], k, s, p, d, a["ceil"]))
+
+    def module(self, a, xs, y):
+        return f"nn.{self.torch_class}{len(xs[0]) - 1}d", (torch_size(a["kernel"]),), \
+            torch_kwargs(self, a, pad="padding", ceil="ceil_mode")
+
+    def forward(self, a, args, mod, inplace):
+        return f"{mod}({args[0]})"
+
+    def label(self, a):
+        s = a["stride"]
+        stride = "" if s in (None, a["kernel"]) else f"/{size_text(s) if isinstance(s, tuple) else s}"
+        return f"{self.name} {size_text(a['kernel'])}{stride}"
+
+
+@register
+class MaxPool(Pool):
+    name, torch_class = "maxpool", "MaxPool"
+    params = (req("kernel", "size", min=1), P("stride", "size", None, min=1), P("pad", "size", 0, min=0),
+              P("dilation", "size", 1, min=1), P("ceil", "bool", False))
+
+
+@register
+class AvgPool(Pool):
+    name, torch_class = "avgpool", "AvgPool"
+    params = (req("kernel", "size", min=1), P("stride", "size", None, min=1), P("pad", "size", 0, min=0),
+              P("ceil", "bool", False), P("count_include_pad", "bool", True))
+
+    def shape(self, a, xs):
+        y = super().shape(a, xs)
+        k = tup(a["kernel"], len(xs[0]) - 1)
+        if len(k) == 3 and any(i < kk for i, kk in zip(xs[0][1:], k)):  # only avg_pool3d checks this
+            raise ShapeProblem(f"3-d `avgpool` needs an input of at least the kernel size {list(k)} "
+                               f"(padding aside), got {list(xs[0][1:])}", arg="kernel", code="E045")
+        return y
+
+
+class AdaptivePool(Op):
+    """Shared by the adaptive and global pools: a fixed output size (torch class by rank)."""
+
+    category, torch_class = "pool", ""
+
+    def out_size(self, a):
+        return a["size"]
+
+    def shape(self, a, xs):
+        x = spatial(xs, self.name)
+        return (x[0], *tup(self.out_size(a), len(x) - 1, "size"))
+
+    def module(self, a, xs, y):
+        return f"nn.{self.torch_class}{len(xs[0]) - 1}d", (torch_size(self.out_size(a)),), {}
+
+    def forward(self, a, args, mod, inplace):
+        return f"{mod}({args[0]})"
+
+
+@register
+class AdaptiveAvgPool(AdaptivePool):
+    name, torch_class = "adaptive_avgpool", "AdaptiveAvgPool"
+    params = (req("size", "size", min=1),)
+
+    def label(self, a):
+        return f"{self.name} {size_text(a['size'])}"
+
+
+@register
+class AdaptiveMaxPool(AdaptiveAvgPool):
+    name, torch_class = "adaptive_maxpool", "AdaptiveMaxPool"
+
+
+@register
+class GlobalAvgPool(AdaptivePool):
+    """Average over all spatial positions, keeping them as size-1 dims: (C, 1, 1)."""
+
+    name, torch_class = "global_avgpool", "AdaptiveAvgPool"
+
+    def out_size(self, a):
+        return 1
+
+
+@register
+class GlobalMaxPool(GlobalAvgPool):
+    name, torch_class = "global_maxpool", "AdaptiveMaxPool"
+
+
+@register
+class Upsample(Op):
+    """Resize by ``scale`` (output floor(size * scale), as torch) or to ``size``."""
+
+    name, category = "upsample", "pool"
+    RANK = {"linear": 2, "bilinear": 3, "bicubic": 3, "trilinear": 4}  # input rank each mode needs
+    params = (P("scale", "floats"), P("size", "size", None, min=1),
+              P("mode", "str", "nearest", choices=("nearest", "nearest-exact", *RANK)),
+              P("align_corners", "bool", None))
+
+    def check(self, a):
+        if (a["scale"] is None) == (a["size"] is None):
+            raise BadArgument("`upsample` needs exactly one of `scale` and `size`", where="scale", code="E023")
+        if a["scale"] is not None and min(a["scale"]) <= 0:
+            raise BadArgument(f"`scale` must be positive, got {_show(a['scale'])}", where="scale", code="E024")
+        if a["align_corners"] is not None and a["mode"] not in self.RANK:
+            raise BadArgument(f"`align_corners` only applies to modes {', '.join(self.RANK)}",
+                              where="align_corners")
+
+    def shape(self, a, xs):
+        x = spatial(xs, "upsample")
+        n = len(x) - 1
+        need = self.RANK.get(a["mode"])
+        if need and len(x) != need:
+            raise ShapeProblem(f'mode "{a["mode"]}" needs a {need}-d input, got {list(x)}',
+                               hint='mode "nearest" works at any rank', arg="mode", code="E041")
+        if a["size"] is not None:
+            return (x[0], *tup(a["size"], n, "size"))
+        out = tuple(math.floor(i * f) for i, f in zip(x[1:], tup(a["scale"], n, "scale")))
+        if min(out) < 1:
+            raise ShapeProblem(f"output size would be {list(out)} from input size {list(x[1:])}",
+                               hint="use a larger scale", arg="scale", code="E045")
+        return (x[0], *out)
+
+    def forward(self, a, args, mod, inplace):
+        how = f"size={torch_size(a['size'])}" if a["size"] is not None else f"scale_factor={torch_size(a['scale'])}"
+        corners = "" if a["align_corners"] is None else f", align_corners={a['align_corners']}"
+        return f"F.interpolate({args[0]}, {how}, mode={a['mode']!r}{corners})"
+
+    def label(self, a):
+        how = size_text(a["size"]) if a["size"] is not None else "x" + "x".join(f"{f:g}" for f in a["scale"])
+        return f"upsample {how} {a['mode']}"
+
+
+# ----------------------------------------------------------------------------- reshaping
+
+@register
+class Flatten(Op):
+    name, category, view = "flatten", "reshape", True
+
+    def shape(self, a, xs):
+        return (numel(xs[0]),)
+
+    def forward(self, a, args, mod, inplace):
+        return f"torch.flatten({args[0]}, 1)"
+
+
+@register
+class ChannelShuffle(Op):
+    """ShuffleNet's channel shuffle: channels as (groups, C / groups), transposed."""
+
+    name, category, view = "channel_shuffle", "reshape", True  # with groups 1 or C
+    params = (req("groups", min=1),)
+
+    def shape(self, a, xs):
+        if xs[0][0] % a["groups"]:
+            raise ShapeProblem(f"groups={a['groups']} does not divide the {xs[0][0]} channels",
+                               arg="groups", code="E042")
+        return xs[0]
+
+    def forward(self, a, args, mod, inplace):
+        return f"{args[0]}.unflatten(1, ({a['groups']}, -1)).transpose(1, 2).flatten(1, 2)"
+
+    def label(self, a):
+        return f"channel_shuffle {a['groups']}"
+
+
+# ----------------------------------------------------------------------------- regularization
+
+@register
+class Dropout(Op):
+    name, category, view = "dropout", "regularize", True  # in eval
+    params = (P("p", "float", 0.5, min=0, max=1),)
+
+    def check(self, a):
+        if a["p"] >= 1:
+            raise BadArgument(f"`p` must be below 1, got {a['p']!r}", where="p", code="E024")
+
+    def forward(self, a, args, mod, inplace):
+        return f"F.dropout({args[0]}, {a['p']!r}, self.training)"
+
+    def label(self, a):
+        return f"dropout {a['p']:g}"
+
+
+@register
+class DropPath(Op):
+    """Stochastic depth on a residual branch: whole samples kept with probability ``survival``."""
+
+    name, category, view = "droppath", "regularize", True  # in eval
+    helpers = ("drop_path",)
+    params = (req("survival", "float", min=0, max=1),)
+
+    def check(self, a):
+        if a["survival"] <= 0:
+            raise BadArgument(f"`survival` must be above 0, got {a['survival']!r}", where="survival", code="E024")
+
+    def forward(self, a, args, mod, inplace):
+        return args[0] if a["survival"] == 1 else f"drop_path({args[0]}, {a['survival']!r}, self.training)"
+
+    def label(self, a):
+        return f"droppath {a['survival']:g}"
+
+
+# ----------------------------------------------------------------------------- joins
 
 @register
 class Concat(Op):
@@ -382,3 +901,79 @@ class Concat(Op):
 
     def forward(self, a, args, mod, inplace):
         return f"torch.cat([{', '.join(args)}], 1)"
+
+
+@register
+class Add(Op):
+    """Sum of same-shape inputs, input i scaled by ``scale[i]`` after drop-path with ``survival[i]``."""
+
+    name, arity, category = "add", None, "join"
+    elementwise = True
+    helpers = ("drop_path",)
+    params = (P("scale", "floats"), P("survival", "floats", min=0, max=1))
+
+    def check(self, a):
+        if a["survival"] is not None and min(a["survival"]) <= 0:
+            raise BadArgument(f"`survival` values must be above 0, got {_show(a['survival'])}",
+                              where="survival", code="E024")
+
+    def shape(self, a, xs):
+        for key in ("scale", "survival"):
+            if a[key] is not None and len(a[key]) != len(xs):
+                raise ShapeProblem(f"`{key}` has {len(a[key])} value{'s' if len(a[key]) != 1 else ''} "
+                                   f"for {len(xs)} inputs", hint="give one value per input", arg=key, code="E046")
+        return same_shapes("add", xs)
+
+    def forward(self, a, args, mod, inplace):
+        terms = []
+        for i, x in enumerate(args):
+            if a["survival"] is not None and a["survival"][i] != 1:
+                x = f"drop_path({x}, {a['survival'][i]!r}, self.training)"
+            if a["scale"] is not None and a["scale"][i] != 1:
+                x = f"{a['scale'][i]!r} * {x}"
+            terms.append(x)
+        return " + ".join(terms)
+
+
+@register
+class Mean(Op):
+    """Element-wise mean of same-shape inputs, with FractalNet's local drop-path in training
+    (Larsson et al. 2017): inputs dropped with probability ``drop_path``, at least one kept."""
+
+    name, arity, category = "mean", None, "join"
+    elementwise = True
+    helpers = ("fractal_join",)
+    params = (P("drop_path", "float", 0.0, min=0, max=1),)
+
+    def check(self, a):
+        if a["drop_path"] >= 1:
+            raise BadArgument(f"`drop_path` must be below 1, got {a['drop_path']!r}", where="drop_path", code="E024")
+
+    def shape(self, a, xs):
+        return same_shapes("mean", xs)
+
+    def forward(self, a, args, mod, inplace):
+        if a["drop_path"]:
+            return f"fractal_join([{', '.join(args)}], {a['drop_path']!r}, self.training)"
+        return args[0] if len(args) == 1 else f"({' + '.join(args)}) / {len(args)}"
+
+
+@register
+class Mul(Op):
+    """Element-wise product, broadcasting size-1 dims (squeeze-excitation: (C, H, W) * (C, 1, 1))."""
+
+    name, arity, category = "mul", None, "join"
+    elementwise = True
+
+    def shape(self, a, xs):
+        out = xs[0]
+        for x in xs[1:]:
+            if len(x) != len(out) or any(p != q and 1 not in (p, q) for p, q in zip(x, out)):
+                raise ShapeProblem("`mul` inputs do not broadcast: " + ", ".join(str(list(x)) for x in xs),
+                                   hint="each dimension must match or be 1, with equal ranks (batch excluded)",
+                                   code="E044")
+            out = tuple(q if p == 1 else p for p, q in zip(x, out))
+        return out
+
+    def forward(self, a, args, mod, inplace):
+        return " * ".join(args)
