@@ -33,6 +33,6 @@ def check(source: str | os.PathLike, *, network: str | None = None, inputs: dict
             module = loader.load_file(Path(source))
         graph = elaborate(module, network, params, inputs or {}, limits, loader.sources)
     except ArchError as e:
-        e.sources = loader.sources
+        e.sources = {**loader.sources, **e.sources}
         raise
     return graph

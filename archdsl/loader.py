@@ -43,8 +43,10 @@ def read_source(path: Path, limits: Limits, span: Span | None = None) -> str:
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        raise ParseError("E003", f"invalid UTF-8 at byte {e.start}", Span(shown, line, col, line, col + 1),
-                         hint="spec files must be UTF-8 text") from None
+        err = ParseError("E003", f"invalid UTF-8 at byte {e.start}", Span(shown, line, col, line, col + 1),
+                         hint="spec files must be UTF-8 text")
+        err.sources = {shown: data.decode("utf-8", "replace")}
+        raise err from None
 
 
 class Loader:
@@ -62,11 +64,13 @@ class Loader:
         path = Path(path)
         resolved = path.resolve()
         self.roots = [resolved.parent, LIBRARY.resolve(), *self.extra_roots]
+        self.main_dir = os.path.dirname(str(path))
         return self._load(resolved, str(path), None)
 
     def load_text(self, text: str, file: str = "<string>", base: str | Path | None = None) -> ModuleScope:
         base_dir = Path(base or os.getcwd()).resolve()
         self.roots = [base_dir, LIBRARY.resolve(), *self.extra_roots]
+        self.main_dir = ""
         if len(text.encode("utf-8", "surrogatepass")) > self.limits.source:
             raise ArchError("E006", f"{file} is over the source limit of {self.limits.source:,} bytes",
                             hint="raise it with `--limit source=N`")
@@ -104,6 +108,12 @@ class Loader:
         else:
             scope.blocks[item.name] = (item, scope)
 
+    def _shown(self, resolved: Path) -> str:
+        """An imported file's name as diagnostics print it: beside the main file's name."""
+        if resolved.is_relative_to(self.roots[0]):
+            return os.path.join(self.main_dir, str(resolved.relative_to(self.roots[0])))
+        return str(resolved)
+
     def _import(self, item: Import, importer: Path, scope: ModuleScope) -> None:
         raw = item.path
         if not raw.endswith(".arch"):
@@ -127,7 +137,7 @@ class Loader:
             names = [p.name for p in here.glob("*.arch")] if here.is_dir() else []
             raise SpecImportError("E070", f"cannot find {raw!r}", item.span,
                                   hint=did_you_mean(target.name, names))
-        shown = os.path.relpath(resolved) if not raw.startswith("std/") else raw
+        shown = raw if raw.startswith("std/") else self._shown(resolved)
         module = self._load(resolved, shown, item.span)
         for name, entry in module.blocks.items():
             if entry[1] is module or name not in scope.blocks:

@@ -34,7 +34,7 @@ class ShapeProblem(Exception):
     is the diagnostic code.
     """
 
-    def __init__(self, message: str, hint: str | None = None, arg: str | None = None, code: str = "E040"):
+    def __init__(self, message: str, hint: str | None = None, arg: str | None = None, *, code: str):
         super().__init__(message)
         self.message, self.hint, self.arg, self.code = message, hint, arg, code
 
@@ -98,7 +98,7 @@ class P:
                 raise BadArgument(f"{what} must be a number, got {type_name(v)} {v!r}")
             v = float(v)
             if not math.isfinite(v):
-                raise BadArgument(f"{what} must be finite, got {v!r}", code="E025")
+                raise BadArgument(f"{what} must be finite, got {v!r}", code="E050")
         elif k == "bool":
             if not isinstance(v, bool):
                 raise BadArgument(f"{what} must be true or false, got {v!r}")
@@ -127,7 +127,7 @@ class P:
                 raise BadArgument(f"{what} must be a number or a list of numbers, got {v!r}")
             for x in v:
                 if not math.isfinite(x):
-                    raise BadArgument(f"{what} must be finite, got {x!r}", code="E025")
+                    raise BadArgument(f"{what} must be finite, got {x!r}", code="E050")
                 self._bounds(x, what)
             return v
         if self.choices and v not in self.choices:
@@ -146,6 +146,12 @@ class P:
 def req(name: str, kind: str = "int", **kw) -> P:
     """A required parameter."""
     return P(name, kind, required=True, **kw)
+
+
+# PyTorch's keyword names that archdsl spells differently, for "did you mean" hints
+TORCH_NAMES = {"padding": "pad", "kernel_size": "kernel", "out_channels": "out", "out_features": "out",
+               "ceil_mode": "ceil", "negative_slope": "slope", "num_groups": "groups", "scale_factor": "scale",
+               "inplace": None}
 
 
 # ----------------------------------------------------------------------------- the Op base
@@ -181,9 +187,11 @@ class Op:
         for key, v in kwargs.items():
             if key not in names:
                 from .errors import did_you_mean
-                raise BadArgument(f"`{self.name}` has no parameter `{key}`", where=key, code="E022",
-                                  hint=did_you_mean(key, names) or
-                                  (f"its parameters are: {', '.join(names)}" if names else "it takes no arguments"))
+                alias = TORCH_NAMES.get(key)
+                hint = (f"did you mean `{alias}`? (PyTorch's `{key}`)" if alias in names else
+                        did_you_mean(key, names) or
+                        (f"its parameters are: {', '.join(names)}" if names else "it takes no arguments"))
+                raise BadArgument(f"`{self.name}` has no parameter `{key}`", where=key, code="E022", hint=hint)
             if key in values:
                 raise BadArgument(f"`{key}` given twice", where=key, code="E021")
             values[key] = v

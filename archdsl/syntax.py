@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lark import Lark, Token, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.visitors import Transformer_NonRecursive
 
 from .errors import Limits, ParseError, Span
@@ -601,7 +601,10 @@ def _parse(text: str, file: str, start: str, limits: Limits, line0: int = 0, col
                              hint="raise the limit with `--limit nesting=N` if this is intended") from None
         except UnexpectedInput as e:
             raise _syntax_error(e, parser, text, file, line0, col0) from None
-    return _Builder(file, text, line0, col0).transform(tree)
+    try:
+        return _Builder(file, text, line0, col0).transform(tree)
+    except VisitError as e:
+        raise e.orig_exc from None
 
 
 def _span(file, line, col, end_line, end_col, line0=0, col0=0) -> Span:

@@ -438,7 +438,7 @@ def test_bind_errors():
     assert bad("add", ([1, 1], [1, 0])).code == "E024"
     assert bad("mean", (1,)).code == "E024"
     assert bad("conv", (8, 3), {"pad": "full"}).where == "pad"
-    assert bad("bn", (), {"eps": float("inf")}).code == "E025"
+    assert bad("bn", (), {"eps": float("inf")}).code == "E050"
     assert OPS["conv"].bind([16.0, [3, 3]], {"pad": "same"})["out"] == 16
 
 

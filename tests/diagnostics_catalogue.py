@@ -1,0 +1,147 @@
+"""One example per diagnostic code: the catalogue behind docs/errors.md and its tests.
+
+Each example is a spec (written as ``example.arch`` in a scratch folder, with any
+extra files beside it), the keyword arguments given to ``archdsl.check``, and what
+the diagnostic must say: code, line, column and a piece of its wording.
+
+Regenerate the document with ``.venv/bin/python tests/diagnostics_catalogue.py``.
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import archdsl  # noqa: E402
+from archdsl.errors import CODES  # noqa: E402
+
+DOC = HERE.parent / "docs" / "errors.md"
+
+
+@dataclass
+class Example:
+    code: str
+    source: str | bytes
+    line: int | None
+    col: int | None
+    wording: str
+    kwargs: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
+    file: str = "example.arch"  # where the diagnostic points
+
+
+def net(body: str, blocks: str = "") -> str:
+    return f"{blocks}network t(classes = 10) {{\n    input image: [3, 32, 32]\n{body}\n}}\n"
+
+
+EXAMPLES = [
+    Example("E001", net("    conv(8, 3,, pad=1)"), 3, 15, "unexpected `,`"),
+    Example("E001", net("    conv(8, 3) -> relu ->"), 4, 1, "unexpected `}`"),
+    Example("E002", "# \u202e hidden\n" + net("    relu"), 1, 3, "forbidden character RIGHT-TO-LEFT OVERRIDE"),
+    Example("E003", b"network t() {\n  \xff\n}\n", 2, 3, "invalid UTF-8 at byte 16"),
+    Example("E004", net("    let n = " + "9" * 5000), 3, 13, "number literal too long"),
+    Example("E005", net("    let x = " + "[" * 210 + "]" * 210), 3, 212, "nested deeper than 200 levels"),
+    Example("E006", net("    relu"), None, None, "over the source limit of 10", {"limits": {"source": 10}}),
+    Example("E010", net("    conv(8, 3) -> rleu"), 3, 19, "unknown op or block `rleu`"),
+    Example("E011", net("    init convv = zeros\n    relu"), 3, 5, "unknown op `convv` in init"),
+    Example("E012", net("    relu"), 1, 1, "network `t` has no parameter `clases`", {"clases": 5}),
+    Example("E013", net("    relu"), 1, 1, "network `t` has no input `img`", {"inputs": {"img": [3, 8, 8]}}),
+    Example("E014", "network t() {\n    let a = 1\n}\n", 1, 1, "declares no input"),
+    Example("E015", net("    relu\n    output logits"), 4, 12, "output `logits` is not a named tensor or tap"),
+    Example("E016", "network t() {\n    relu\n}\n", 2, 5, "nothing flows into `relu`"),
+    Example("E017", net("    x = relu\n    output x\n    output x"), 5, 5, "`output` is given twice"),
+    Example("E018", net("    b()", "block b() {\n    input x: [3, 8, 8]\n}\n"), 2, 5, "`input` belongs in a network"),
+    Example("E019", net("    tap linear(10)"), 3, 5, "a tap needs a label"),
+    Example("E020", net('    conv("eight", 3)'), 3, 10, "`out` must be an integer, got string"),
+    Example("E021", net("    conv(8, 3, 1, 0, 1, 1, true, \"zeros\", 5)"), 3, 43, "takes at most 8 positional"),
+    Example("E022", net("    conv(8, 3, padding=1)"), 3, 16, "`conv` has no parameter `padding`"),
+    Example("E023", net("    conv(8)"), 3, 5, "`conv` needs `kernel`"),
+    Example("E024", net("    dropout(1.5)"), 3, 13, "`p` must be at most"),
+    Example("E026", net("    init conv = kaiming\n    relu"), 3, 5, "unknown init scheme `kaiming`"),
+    Example("E030", net("    a: conv(8, 1) -> a: conv(8, 1)"), 3, 25, "the name `a` is used twice"),
+    Example("E031", "block b() { relu }\nblock b() { relu }\n" + net("    b()"), 2, 1, "`b` is defined twice"),
+    Example("E032", net("    layer{1.5}: relu"), 3, 11, "a label can interpolate integers and names"),
+    Example("E041", net("    conv(8, 3) -> linear(classes)"), 3, 19, "`linear` needs a vector input, got [8, 30, 30]"),
+    Example("E042", net("    conv(8, 3, groups=2)"), 3, 16, "groups=2 does not divide the 3 input channels"),
+    Example("E043", net("    maxpool(2, pad=2)"), 3, 16, "pad"),
+    Example("E044", net("    concat { conv(8, 3, pad=1); conv(8, 3, stride=2, pad=1) }"), 3, 5,
+            "concat inputs differ beyond the channel dimension"),
+    Example("E045", net("    conv(8, 3, stride=4) -> conv(8, 9)"), 3, 29, "output size"),
+    Example("E046", net("    add(scale=[1]) { {}; conv(3, 1) }"), 3, 5, "scale"),
+    Example("E047", "network t() {\n    input image: [3, 0, 4]\n}\n", 2, 18, "input shape must be a list of 1 to 4 positive"),
+    Example("E048", net("    concat { }"), 3, 5, "`concat` has no branches"),
+    Example("E050", net("    let x = 1e400"), 3, 13, "too large to be finite"),
+    Example("E051", net('    let x = 1 + "a"'), 3, 13, "cannot apply `+` to int 1 and string"),
+    Example("E052", net("    let x = classes // 0"), 3, 13, "division by zero"),
+    Example("E053", net("    let f = 3\n    f(1)"), 4, 5, "`f` is int 3, not an op or block"),
+    Example("E054", net("    let x = [1, 2][5]"), 3, 13, "index 5 is out of range"),
+    Example("E055", net("    conv(in.channels, 1)"), 3, 10, "has no attribute `channels`"),
+    Example("E056", net("    let x = 10 ** 100"), 3, 13, "10 ** 100 is too large"),
+    Example("E057", net("    let x = [0] * 10 ** 7"), 3, 13, "over the limit of 1,000,000"),
+    Example("E058", net("    for a, b in [1, 2] { relu }"), 3, 5, "cannot unpack 1 into 2 names"),
+    Example("E059", net("    relu * -1"), 3, 12, "repetition count must be a non-negative integer"),
+    Example("E060", net("    conv(8, 3)\n    assert in.c == 16, \"stem width\""), 4, 12, "assertion failed: in.c == 16"),
+    Example("E070", 'import "lib/missing.arch"\n' + net("    relu"), 1, 1, "cannot find 'lib/missing.arch'"),
+    Example("E071", 'import "../outside.arch"\n' + net("    relu"), 1, 1, "leaves the allowed folders"),
+    Example("E072", 'import "a.arch"\n' + net("    relu"), 1, 1, "import cycle: a.arch -> b.arch -> a.arch",
+            files={"a.arch": 'import "b.arch"\n', "b.arch": 'import "a.arch"\n'}, file="b.arch"),
+    Example("E073", 'import "model.py"\n' + net("    relu"), 1, 1, "can only import .arch files"),
+    Example("E081", net("    upsample(scale=512) -> conv(1024, 1)"), 3, 28, "over the limit of 2,147,483,648"),
+    Example("E082", net("    flatten -> linear(10 ** 7)"), 3, 16, "over 10,000,000,000 parameters"),
+    Example("E083", net("    relu * 20"), 3, 5, "more than 10 ops", {"limits": {"nodes": 10}}),
+    Example("E084", net("    relu * 1000000"), 3, 12, "over the repeat limit of 100,000"),
+    Example("E085", net("    r()", "block r() {\n    relu -> r()\n}\n"), 2, 13, "nested deeper than 64"),
+    Example("E086", net("    let x = " + " + ".join(["1"] * 20000)), 1, 1, "nests too deeply"),
+    Example("E090", net("    relu"), None, None, "unknown limit `nodez`", {"limits": {"nodez": 5}}),
+]
+
+
+def run(example: Example, folder: Path) -> archdsl.ArchError:
+    """Write the example to ``folder`` and return the diagnostic it gives."""
+    (folder / "proj").mkdir(parents=True, exist_ok=True)
+    (folder / "outside.arch").write_text("block x() { relu }\n")
+    for name, text in example.files.items():
+        (folder / "proj" / name).write_text(text)
+    path = folder / "proj" / "example.arch"
+    data = example.source if isinstance(example.source, bytes) else example.source.encode("utf-8")
+    path.write_bytes(data)
+    try:
+        archdsl.check(path, **example.kwargs)
+    except archdsl.ArchError as e:
+        e.rendered = e.render().replace(str(folder / "proj") + "/", "").replace(str(folder), "/home/me")
+        return e
+    raise AssertionError(f"{example.code}: no error")
+
+
+def document() -> str:
+    lines = ["# Diagnostics", "",
+             "Every diagnostic archdsl gives, with a spec that triggers it and what it prints.",
+             "Generated by `tests/diagnostics_catalogue.py` from the examples the test suite checks",
+             "(`tests/test_diagnostics.py` fails when this file is out of date).", "",
+             "Every diagnostic has the form `error[CODE]: message`, then `--> file:line:col`, the source",
+             "line with a caret under the span, the block call stack (`= in block b, called at ...`),",
+             "notes with the shapes involved, and a hint where one helps. `archdsl` exits with status 1.", "",
+             "| code | meaning |", "|---|---|"]
+    lines += [f"| [{c}](#{c.lower()}) | {t} |" for c, t in CODES.items()]
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, ex in enumerate(EXAMPLES):
+            err = run(ex, Path(tmp) / str(i))
+            if i == 0 or EXAMPLES[i - 1].code != ex.code:
+                lines += ["", f"## {ex.code}", "", f"{CODES[ex.code].capitalize()}.", ""]
+            src = ex.source.decode("utf-8", "backslashreplace") if isinstance(ex.source, bytes) else ex.source
+            if len(src) > 400:
+                src = src[:200] + " ... " + src[-100:]
+            lines += ["```arch", src.rstrip("\n"), "```"]
+            if ex.kwargs:
+                lines += [f"called with `{ex.kwargs}`"]
+            lines += ["", "```text", err.rendered if len(err.rendered) < 1500 else err.rendered[:1500] + " ...", "```"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    DOC.write_text(document(), encoding="utf-8")
+    print(f"wrote {DOC}")
