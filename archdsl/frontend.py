@@ -35,4 +35,6 @@ def check(source: str | os.PathLike, *, network: str | None = None, inputs: dict
     except ArchError as e:
         e.sources = {**loader.sources, **e.sources}
         raise
+    if os.environ.get("ARCHDSL_LINT"):  # the test suite checks the IR's invariants on every elaboration
+        graph.lint()
     return graph

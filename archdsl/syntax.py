@@ -577,8 +577,16 @@ def _parser() -> Lark:
 
 
 def parse(text: str, file: str = "<string>", limits: Limits | None = None) -> Module:
-    """Parse a whole .arch source into a Module AST (raises ParseError)."""
-    return _parse(text, file, "start", limits or Limits())
+    """Parse a whole .arch source into a Module AST (raises ParseError).
+
+    ASTs are never modified, so the last few parses are cached by text and file name.
+    """
+    return _parse_cached(text, file, (limits or Limits()).nesting)
+
+
+@lru_cache(maxsize=64)
+def _parse_cached(text: str, file: str, nesting: int) -> Module:
+    return _parse(text, file, "start", Limits(nesting=nesting))
 
 
 def parse_expr(text: str, file: str = "<string>", line: int = 1, col: int = 1,

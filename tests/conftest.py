@@ -1,9 +1,12 @@
 """Shared test helpers."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+os.environ["ARCHDSL_LINT"] = "1"  # every elaboration in the suite also validates the IR (ArchGraph.lint)
 
 import archdsl
 
