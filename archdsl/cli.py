@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="two specs' summaries side by side")
     _common(p, many=True)
 
-    p = sub.add_parser("zoo", help="table of every spec in specs/")
+    p = sub.add_parser("zoo", help="table of every spec in a folder")
+    p.add_argument("dir", nargs="?", default="specs", help="the folder of specs (default: specs)")
     p.add_argument("--format", choices=("table", "markdown"), default="table")
     p.add_argument("--parity", action="store_true", help="also run the reference parity checks (slow)")
     return parser
