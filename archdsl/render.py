@@ -1,0 +1,439 @@
+"""Draw a network with Graphviz from its IR: nothing is run and torch is not imported.
+
+    archdsl.render("specs/resnet50.arch").save("resnet50.svg")
+
+Folding follows the spec's own structure (``ArchGraph.scopes``). Each scope is drawn
+*open*, as a cluster titled with its name and parameter subtotal, or *closed*, as one box
+with its name, block, op summary, output shape and parameters. ``depth`` counts block
+nesting: a scope is open when its parent is and fewer than ``depth`` block instances lie
+on its path, itself included (labelled groups and repetitions do not count). So depth 1
+draws each top-level block instance as a box and a top-level labelled group, such as
+ResNet's ``layer1``, as a cluster of boxes; depth 0 closes those groups too. The default
+(``depth=None``) is the largest depth whose drawing has at most ``BUDGET`` boxes: ResNets
+and Inceptions come out at depth 1, DenseNet at depth 2 (its one ``features`` block opens
+into dense blocks and transitions), VGG-16 with every layer.
+``expand`` opens the scopes it names by dotted path or block name, globs allowed
+(``layer3.2``, ``layer3.*``, ``inception``), and their ancestors. Closed sibling instances
+of one block, made by one repetition or loop (same ``Scope.repeat`` group), computing the
+same ops and output shape, with only joins between them (DenseNet's concats, taken into
+the fold), fold into one stacked box "bottleneck ×5" with "5 × 1.12M = 5.59M params";
+``unroll`` draws each copy. Inside a cluster, names are relative to its title's path; a
+cluster around a single thing is left out.
+
+Joins are small circles (+ add, ∥ concat, μ mean, × mul). An input of a join that is an
+ancestor of another of its inputs (an identity shortcut, a dense connection, a long
+``@name`` skip) is dashed and leaves the layout alone (``constraint=false``); taps are
+dotted side branches to "aux1 (training only)" outputs. Fill colours mark op categories,
+their lightness rising through ``CATEGORIES`` (CIE L* 60 to 96), so the legend also reads
+in greyscale. The same IR always gives the same ``.dot`` text.
+"""
+from __future__ import annotations
+
+import fnmatch
+import html
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import graphviz
+
+from .errors import ArchError
+from .files import write_atomic
+from .frontend import check
+from .ir import ArchGraph
+from .ops import OPS
+
+CATEGORIES = {"conv": "#3799d1", "linear": "#ad8ecf", "pool": "#39b7b5", "join": "#f6978e",
+              "norm": "#9dc78d", "reshape": "#dfc38f", "regularize": "#aedbcb", "io": "#e8dea4",
+              "activation": "#fce0c9", "other": "#f3f3f3"}
+JOIN_SYMBOLS = {"add": "+", "concat": "∥", "mean": "μ", "mul": "×"}
+EDGES = {  # kind -> (attributes, legend); when edges merge into one, the earlier kind wins
+    "fail": ({"color": "#d7191c", "penwidth": "2"}, None),
+    "main": ({}, None),
+    "tap": ({"style": "dotted", "color": "#555555"}, "┈┈ tap"),
+    "skip": ({"style": "dashed", "color": "#7b3294", "constraint": "false"}, "╌╌ identity / skip"),
+    "dense": ({"style": "dashed", "color": "#4393c3", "constraint": "false"}, "╌╌ dense connection"),
+}
+BUDGET = 50            # boxes (join circles aside) the default depth may draw
+MAIN = {"group": "main"}  # dot draws edges inside a group straight: the main column
+FONT = "Helvetica,Arial,sans-serif"
+FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot"}
+DOT_TIMEOUT = 300  # seconds
+INSTALL = "install Graphviz to draw it (apt-get install graphviz, or brew install graphviz)"
+
+
+class OptionError(ValueError):
+    """A drawing option that cannot be met, such as an ``expand`` that names nothing."""
+
+
+class Rendering:
+    """A drawing: ``.dot`` is its Graphviz source; ``svg()``, ``pipe()`` and ``save()`` run ``dot``."""
+
+    def __init__(self, dot: str):
+        self.dot = dot
+        self._out: dict[str, bytes] = {}
+
+    def pipe(self, fmt: str) -> bytes:
+        """The drawing as svg, png (150 dpi) or pdf bytes; cached."""
+        if fmt not in self._out:
+            exe = shutil.which("dot")
+            if exe is None:
+                raise FileNotFoundError(f"Graphviz's `dot` program is not installed: {INSTALL}")
+            cmd = [exe, f"-T{fmt}"] + (["-Gdpi=150"] if fmt == "png" else [])
+            proc = subprocess.run(cmd, input=self.dot.encode(), capture_output=True, timeout=DOT_TIMEOUT)
+            if proc.returncode:
+                raise RuntimeError(f"dot failed: {proc.stderr.decode(errors='replace').strip()}")
+            self._out[fmt] = proc.stdout
+        return self._out[fmt]
+
+    def svg(self) -> str:
+        return self.pipe("svg").decode()
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the drawing atomically in the format its suffix names (.svg .png .pdf .dot)."""
+        fmt = FORMATS.get(Path(path).suffix.lower())
+        if fmt is None:
+            raise ValueError(f"cannot tell the format of {str(path)!r}: use one of {', '.join(FORMATS)}")
+        return write_atomic(path, self.dot if fmt == "dot" else self.pipe(fmt))
+
+    def _repr_svg_(self) -> str | None:
+        return self.svg() if shutil.which("dot") else None
+
+
+def render(source, *, depth: int | None = None, expand=(), unroll: bool = False, rankdir: str = "TB",
+           **check_kwargs) -> Rendering:
+    """Draw a spec (a path or its text, checked with ``check_kwargs``) or an :class:`ArchGraph`.
+
+    A shape error is raised as usual, with ``.rendering``: the network up to the
+    failure, the failed op in red. Raises OptionError for an ``expand`` that names nothing.
+    """
+    opts = dict(depth=depth, expand=(expand,) if isinstance(expand, str) else tuple(expand), unroll=unroll,
+                rankdir=rankdir)
+    if isinstance(source, ArchGraph):
+        return Rendering(_Drawing(source, None, **opts).source())
+    try:
+        graph = check(source, **check_kwargs)
+    except ArchError as e:
+        if e.partial is not None:
+            e.rendering = Rendering(_Drawing(*e.partial, **opts).source())
+        raise
+    return Rendering(_Drawing(graph, None, **opts).source())
+
+
+def cli(args) -> int:
+    """``archdsl render FILE -o OUT``: 0 drawn, 1 a spec error (drawn up to it if possible), 2 usage."""
+    from .cli import check_args
+    out = Path(args.output)
+    if out.suffix.lower() not in FORMATS:
+        return _fail(f"cannot tell the format of {args.output!r}: use one of {', '.join(FORMATS)}", 2)
+    error = None
+    try:
+        drawing = render(args.file, depth=args.depth, expand=args.expand, unroll=args.unroll,
+                         rankdir=args.rankdir, **check_args(args))
+    except ArchError as e:
+        if getattr(e, "rendering", None) is None:
+            raise
+        drawing, error = e.rendering, e
+    except OptionError as e:
+        return _fail(str(e), 2)
+    if out.suffix.lower() != ".dot" and shutil.which("dot") is None:
+        print(f"archdsl: wrote {drawing.save(out.with_suffix('.dot'))}, not {out}: {INSTALL}", file=sys.stderr)
+    else:
+        try:
+            drawing.save(out)
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            return _fail(f"Graphviz could not draw {out}: {e}", 1)
+    if error is not None:
+        print(error.render(), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"archdsl: error: {message}", file=sys.stderr)
+    return code
+
+
+# ----------------------------------------------------------------------------- text
+
+def _num(n: float) -> str:
+    """Three significant digits and K/M/G: 9408 -> 9.41K, 25557032 -> 25.6M."""
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div * 0.9995:
+            return f"{n / div:#.3g}".rstrip(".") + suffix
+    return f"{n:g}"
+
+
+def _shape(shape) -> str:
+    return "×".join(map(str, shape))
+
+
+def _small(text: str) -> str:
+    return f'<font point-size="9" color="#333333">{text}</font>'
+
+
+def _range_name(first: str, last: str) -> str:
+    """layer3.1 .. layer3.5 -> layer3.1–5; b.denselayer1 .. b.denselayer6 -> b.denselayer1–6."""
+    a, b = first.rsplit(".", 1)[-1], last.rsplit(".", 1)[-1]
+    i = len(os.path.commonprefix([a, b]))
+    while i and b[i - 1].isdigit():
+        i -= 1
+    return f"{first}–{b[i:]}"
+
+
+# ----------------------------------------------------------------------------- the drawing
+
+class _Drawing:
+    """Assigns IR nodes to drawn units (an op ``n<node>``, or a closed scope or fold ``s<scope>``)
+    and writes the dot source."""
+
+    def __init__(self, graph: ArchGraph, failure: dict | None, *, depth: int | None, expand: tuple,
+                 unroll: bool, rankdir: str):
+        self.g, self.t, self.failure, self.rankdir, self.unroll = graph, graph.table, failure, rankdir, unroll
+        self.scopes = graph.scopes
+        self.kids, self.level = defaultdict(list), {0: 0}  # level: block instances on the scope's path
+        for sid in sorted(self.scopes)[1:]:
+            s = self.scopes[sid]
+            self.kids[s.parent].append(sid)
+            self.level[sid] = self.level[s.parent] + (s.kind == "block")
+        self._extents()
+        self.forced = self._forced(expand)
+        if depth is None:
+            depth = max((d for d in range(max(self.level.values()) + 2) if self._layout(d) <= BUDGET), default=0)
+        self._layout(depth)
+
+    def _extents(self) -> None:
+        """First and last node (a scope's nodes are the ones between), parameters, direct non-joins."""
+        self.lo, self.hi, self.params, self.loose, self.sigs = {}, {}, Counter(), defaultdict(list), {}
+        for n, d in self.t.items():
+            self.lo.setdefault(d["scope"], n)
+            self.hi[d["scope"]] = n
+            self.params[d["scope"]] += d["params"]
+            if OPS[d["op"]].category != "join":
+                self.loose[d["scope"]].append(n)
+        for sid in sorted(self.scopes, reverse=True):
+            p = self.scopes[sid].parent
+            if sid in self.lo and p is not None:
+                self.lo[p] = min(self.lo.get(p, self.lo[sid]), self.lo[sid])
+                self.hi[p] = max(self.hi.get(p, self.hi[sid]), self.hi[sid])
+                self.params[p] += self.params[sid]
+
+    def _forced(self, expand: tuple) -> set:
+        """The scopes ``expand`` names (by path or block, globs allowed) or the failure lies in, and
+        their ancestors."""
+        def named(s, p):
+            return fnmatch.fnmatchcase(s.name, p) or (s.kind == "block" and fnmatch.fnmatchcase(s.block, p))
+        for p in expand:
+            if not any(named(s, p) for s in self.scopes.values()):
+                top = ", ".join(s.name for s in self.scopes.values() if s.parent == 0)
+                raise OptionError(f"--expand {p!r} names no block, instance or group (top level: {top})")
+        forced = set()
+        for sid, s in self.scopes.items():
+            hit = any(named(s, p) for p in expand) or \
+                (self.failure is not None and self.failure["name"].startswith(s.name + "."))
+            while hit and sid is not None:
+                forced.add(sid)
+                sid = self.scopes[sid].parent
+        return forced
+
+    def _layout(self, depth: int) -> int:
+        """Open, close and fold scopes for ``depth``; returns the number of boxes."""
+        self.opened, self.closed = {0}, {0: None}  # closed: a scope's outermost closed scope or None
+        for sid in sorted(self.scopes)[1:]:
+            s = self.scopes[sid]
+            if sid in self.forced or (s.parent in self.opened and self.level[sid] < depth):
+                self.opened.add(sid)
+            up = self.closed[s.parent]
+            self.closed[sid] = up if up is not None else (None if sid in self.opened else sid)
+        self.runs = self._runs()
+        self.unit, self.members = self._units()
+        return sum(u[0] == "s" or OPS[self.t[int(u[1:])]["op"]].category != "join" for u in self.members)
+
+    def _signature(self, sid: int) -> tuple:
+        if sid not in self.sigs:
+            ops = tuple(self.t[n]["op"] for n in range(self.lo[sid], self.hi[sid] + 1) if n in self.t)
+            self.sigs[sid] = ops, self.t[self.hi[sid]]["shape"]
+        return self.sigs[sid]
+
+    def _runs(self) -> dict:
+        """Closed scope -> the list of copies folded with it (``[itself]`` when not folded)."""
+        runs = {}
+        for parent in sorted(self.opened):
+            prev = None
+            for sid in self.kids[parent]:
+                s = self.scopes[sid]
+                key = (s.repeat[0], s.block, self._signature(sid)) if s.repeat and s.kind == "block" and \
+                    sid in self.lo and sid not in self.opened and not self.unroll else None
+                if key is not None and prev is not None and prev[0] == key and not any(
+                        self.hi[prev[1][-1]] < n < self.lo[sid] for n in self.loose[parent]):
+                    prev[1].append(sid)
+                    runs[sid] = prev[1]
+                else:
+                    runs[sid] = [sid]
+                    prev = None if key is None else (key, runs[sid])
+        return runs
+
+    def _units(self):
+        spans = defaultdict(list)  # open scope -> (first node, last node, unit) of each fold in it
+        for sid, run in self.runs.items():
+            if len(run) > 1 and sid == run[0]:
+                spans[self.scopes[sid].parent].append((self.lo[sid], self.hi[run[-1]], f"s{sid}"))
+        unit, members = {}, defaultdict(list)
+        for n, d in self.t.items():
+            c = self.closed[d["scope"]]
+            u = f"s{self.runs[c][0]}" if c is not None else \
+                next((f for a, b, f in spans[d["scope"]] if a < n < b), f"n{n}")
+            unit[n] = u
+            members[u].append(n)
+        return unit, members
+
+    # --- edges
+    def _skips(self, v: int) -> set:
+        """The inputs of join ``v`` that are ancestors of its latest input."""
+        ins = self.g.args(v)
+        floor, seen, todo = min(ins), set(), [max(ins)]
+        while todo:
+            for u in self.g.args(todo.pop()):
+                if u >= floor and u not in seen:
+                    seen.add(u)
+                    todo.append(u)
+        return seen.intersection(ins)
+
+    def _edges(self) -> dict:
+        rank, edges = list(EDGES), {}
+
+        def add(a, b, kind):
+            if a != b and ((a, b) not in edges or rank.index(kind) < rank.index(edges[a, b])):
+                edges[a, b] = kind
+        for v, d in self.t.items():
+            ins = self.g.args(v)
+            skips = self._skips(v) if OPS[d["op"]].category == "join" and len(ins) > 1 else ()
+            for u in ins:
+                kind = ("dense" if d["op"] == "concat" else "skip") if u in skips else \
+                    "tap" if d["tap"] and not self.t[u]["tap"] else "main"
+                add(self.unit[u], self.unit[v], kind)
+        for i, o in enumerate(self.g.outputs):
+            add(self.unit[o.node], f"o{i}", "tap" if o.train_only else "main")
+        for u in self.failure["inputs"] if self.failure else ():
+            add(self.unit[u], "fail", "fail")
+        return edges
+
+    # --- nodes
+    def _fill(self, category: str) -> str:
+        category = category if category in CATEGORIES else "other"
+        self.used.add(category)
+        return CATEGORIES[category]
+
+    def _rel(self, name: str, container: int) -> str:
+        """``name`` inside the cluster of ``container``, whose title shows the full path."""
+        prefix = self.scopes[container].name + "."
+        return name[len(prefix):] if container and name.startswith(prefix) else name
+
+    def _op(self, n: int, container: int) -> dict:
+        d, op = self.t[n], OPS[self.t[n]["op"]]
+        attrs = {"fillcolor": self._fill(op.category), "tooltip": d["name"], **({} if d["tap"] else MAIN)}
+        if op.category == "join":
+            a = d["attrs"]
+            notes = [f"{k} {', '.join(f'{x:g}' for x in a[k])}" for k in ("scale", "survival")
+                     if a.get(k) and any(x != 1 for x in a[k])]
+            notes += [f"drop {a['drop_path']:g}"] if a.get("drop_path") else []
+            notes += [_shape(d["shape"])] if op.name == "concat" else []
+            attrs.update(shape="circle", label=JOIN_SYMBOLS.get(op.name, op.name), width="0.3", fixedsize="true",
+                         fontsize="13")
+            return {**attrs, "xlabel": f"<{_small(html.escape(' · '.join(notes)))}>"} if notes else attrs
+        name = self._rel(d["name"], container)
+        parts = [] if name.isdigit() or "#" in name else [f"<b>{html.escape(name)}</b>"]
+        head = " ".join(parts + ([] if op.name == "input" else [html.escape(op.label(d["attrs"]))]))
+        info = _shape(d["shape"]) + (f" · {_num(d['params'])} params" if d["params"] else "")
+        style = "filled,rounded,dashed" if d["tap"] else "filled,rounded"
+        return {**attrs, "label": f"<{head}<br/>{_small(info)}>", "style": style}
+
+    def _box(self, unit: str, container: int) -> dict:
+        nodes, run = self.members[unit], self.runs[int(unit[1:])]
+        first, k = self.scopes[run[0]], len(run)
+        each = {sum(self.t[n]["params"] for n in nodes if self.closed[self.t[n]["scope"]] == s) for s in run}
+        total = sum(self.t[n]["params"] for n in nodes)
+        params = f"{k} × {_num(each.pop())} = {_num(total)}" if k > 1 and len(each) == 1 else _num(total)
+        ops = Counter(self.t[n]["op"] for n in nodes if self.closed[self.t[n]["scope"]] == run[0])
+        summary = ", ".join(f"{c} {op}" if c > 1 else op for op, c in list(ops.items())[:5]) + ", …" * (len(ops) > 5)
+        weight = Counter()
+        for n in nodes:
+            weight[OPS[self.t[n]["op"]].category] += self.t[n]["params"] + 1e-3
+        full = first.name if k == 1 else _range_name(first.name, self.scopes[run[-1]].name)
+        name = self._rel(full, container)
+        tap = all(self.t[n]["tap"] for n in nodes)
+        label = (f"<b>{html.escape(name)}</b> {html.escape(first.block or '')}{f' ×{k}' * (k > 1)}<br/>"
+                 f"{_small(html.escape(summary))}<br/>{_shape(self.t[nodes[-1]]['shape'])} · {params} params")
+        return {"label": f"<{label}>", "fillcolor": self._fill(weight.most_common(1)[0][0]), "tooltip": full,
+                "style": "filled,rounded" + ",dashed" * tap, **({} if tap else MAIN),
+                **({"peripheries": "2"} if k > 1 else {})}
+
+    def _title(self, edges: dict) -> str:
+        g = self.g
+        ins = ", ".join(f"{html.escape(k)} {_shape(self.t[n]['shape'])}" for k, n in g.inputs.items())
+        cells = "".join(f'<td bgcolor="{v}">{c}</td>' for c, v in CATEGORIES.items() if c in self.used)
+        cells += "".join(f'<td><font color="{EDGES[k][0]["color"]}">{EDGES[k][1]}</font></td>'
+                         for k in sorted(set(edges.values()), key=list(EDGES).index) if EDGES[k][1])
+        return (f'<<table border="0" cellspacing="2" cellpadding="2"><tr><td align="left">'
+                f'<font point-size="16"><b>{html.escape(g.network)}</b></font>   {_num(g.total_params)} '
+                f'params ({g.total_params:,}) · input {ins}</td></tr><tr><td align="left">'
+                f'<table border="0" cellspacing="3" cellpadding="2"><tr>{cells}</tr></table></td></tr></table>>')
+
+    # --- the source
+    def source(self) -> str:
+        dot = graphviz.Digraph(self.g.network, graph_attr={
+            "rankdir": self.rankdir, "fontname": FONT, "labelloc": "t", "labeljust": "l", "nodesep": "0.2",
+            "ranksep": "0.25", "newrank": "true"},
+            node_attr={"shape": "box", "style": "filled,rounded", "fontname": FONT, "fontsize": "10",
+                       "margin": "0.08,0.03", "height": "0.3", "penwidth": "0.7", "color": "#444444"},
+            edge_attr={"arrowsize": "0.6", "color": "#333333", "penwidth": "0.9"})
+        where = defaultdict(list)  # open scope -> [(first node, unit or child scope)] drawn in it
+        for u, nodes in self.members.items():
+            s = self.scopes[self.runs[int(u[1:])][0]].parent if u[0] == "s" else self.t[nodes[0]]["scope"]
+            where[s].append((nodes[0], u))
+        end = max(self.t, default=0) + 1
+        where[0] += [(end + i, f"o{i}") for i in range(len(self.g.outputs))]
+        if self.failure is not None:
+            inner = max((s for s in self.opened if self.failure["name"].startswith(self.scopes[s].name + ".")),
+                        default=0)
+            where[inner].append((end + len(self.g.outputs), "fail"))
+        for sid in sorted(self.scopes, reverse=True):  # a cluster around one thing is left out
+            if sid in where and sid:
+                inner = where[sid]
+                where[self.scopes[sid].parent].append(inner[0] if len(inner) == 1 else (min(inner)[0], sid))
+        self.used = {"io"}
+        self._emit(dot, 0, where)
+        edges = self._edges()
+        for (a, b), kind in edges.items():
+            dot.edge(a, b, **EDGES[kind][0])
+        dot.attr(label=self._title(edges))
+        return dot.source
+
+    def _emit(self, dot, sid: int, where: dict, nesting: int = 0) -> None:
+        for _, item in sorted(where[sid], key=lambda t: t[0]):
+            if isinstance(item, int):
+                s = self.scopes[item]
+                sub = graphviz.Digraph(f"cluster_{item}")
+                kind = f"{html.escape(s.block)} · " if s.kind == "block" else "· "
+                sub.attr(label=f"<<b>{html.escape(s.name)}</b> {kind}{_num(self.params[item])} params>",
+                         style="rounded,filled", fillcolor="#ffffff" if nesting % 2 else "#f4f4f4",
+                         color="#9a9a9a", fontsize="10", labeljust="l")
+                self._emit(sub, item, where, nesting + 1)
+                dot.subgraph(sub)
+            elif item[0] in "ns":
+                dot.node(item, **(self._op(int(item[1:]), sid) if item[0] == "n" else self._box(item, sid)))
+            elif item == "fail":
+                f = self.failure
+                why = "<br/>".join(html.escape(line) for line in textwrap.wrap(f"✗ {f['message']}", 48))
+                head = f"<b>{html.escape(f['name'])}</b> {html.escape(f['op'])}"
+                dot.node("fail", label=f"<{head}<br/>{_small(why)}>", fillcolor="#fbb4b4", color="#d7191c",
+                         penwidth="2")
+            else:
+                o = self.g.outputs[int(item[1:])]
+                name = html.escape(f"{o.name} (training only)" if o.train_only else o.name)
+                dot.node(item, label=f"<<b>{name}</b><br/>{_small(_shape(self.t[o.node]['shape']))}>",
+                         fillcolor=CATEGORIES["io"], style="filled,rounded" + ",dotted" * o.train_only)
