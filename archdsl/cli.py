@@ -74,8 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("render", help="draw a spec with Graphviz")
     _common(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT.{svg,png,pdf,dot}")
-    p.add_argument("--depth", type=int, default=None, help="how many block levels to open (default 1)")
-    p.add_argument("--expand", action="append", default=[], metavar="NAME", help="open this block instance")
+    p.add_argument("--depth", type=int, default=None,
+                   help="how many block levels to open (default: the most that fits in about 50 boxes)")
+    p.add_argument("--expand", action="append", default=[], metavar="NAME",
+                   help="open the instances matching NAME: a dotted path or block name, globs allowed (repeatable)")
     p.add_argument("--unroll", action="store_true", help="draw every copy of a repetition")
     p.add_argument("--rankdir", choices=("TB", "LR"), default="TB")
 
