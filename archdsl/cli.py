@@ -40,8 +40,9 @@ def _usage(message: str) -> int:
 
 
 def check_args(args) -> dict:
-    """Keyword arguments for ``archdsl.check`` from the common options."""
-    return {"network": args.network, "inputs": _pairs(args.input, "input") or None,
+    """Keyword arguments for ``archdsl.check`` from the common options (FILE ``-`` reads stdin)."""
+    extra = {"text": True} if getattr(args, "stdin", False) else {}
+    return {**extra, "network": args.network, "inputs": _pairs(args.input, "input") or None,
             "limits": _pairs(args.limit, "limit") or None, "roots": args.allow_import or None,
             **_pairs(args.set, "set")}
 
@@ -50,7 +51,7 @@ def _common(p: argparse.ArgumentParser, many: bool = False) -> None:
     if many:
         p.add_argument("files", nargs="+", metavar="FILE", help=".arch spec files")
     else:
-        p.add_argument("file", metavar="FILE", help="an .arch spec file")
+        p.add_argument("file", metavar="FILE", help="an .arch spec file (- reads standard input)")
     p.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a network parameter")
     p.add_argument("--input", action="append", metavar="NAME=SHAPE", help="override an input shape, e.g. image=[3,64,64]")
     p.add_argument("--network", help="which network of the file (default: the last)")
@@ -131,6 +132,8 @@ COMMANDS = {
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "file", None) == "-":
+        args.file, args.stdin = sys.stdin.buffer.read().decode("utf-8", "replace"), True
     try:
         return COMMANDS[args.command](args)
     except ArchError as e:

@@ -17,18 +17,20 @@ def is_text(source) -> bool:
 
 def check(source: str | os.PathLike, *, network: str | None = None, inputs: dict | None = None,
           limits: Limits | dict | None = None, roots: list | None = None, base: str | None = None,
-          **params) -> ArchGraph:
+          text: bool | None = None, **params) -> ArchGraph:
     """Parse, elaborate and shape-check a spec (a path or its text); returns the IR.
 
     ``params`` override the network's parameters (``classes=10``), ``inputs`` its
-    input shapes (``{"image": [3, 64, 64]}``), ``limits`` the resource limits.
+    input shapes (``{"image": [3, 64, 64]}``), ``limits`` the resource limits;
+    ``text=True`` takes ``source`` as spec text whatever it looks like (imports resolve
+    from ``base``, by default the working directory).
     Raises :class:`ArchError` for every mistake in the spec.
     """
     limits = limits if isinstance(limits, Limits) else Limits.of(limits)
     loader = Loader(limits, roots)
     try:
-        if is_text(source):
-            module = loader.load_text(source, "<string>", base)
+        if text or (text is None and is_text(source)):
+            module = loader.load_text(source, "<string>" if text is None else "<stdin>", base)
         else:
             module = loader.load_file(Path(source))
         graph = elaborate(module, network, params, inputs or {}, limits, loader.sources)

@@ -71,3 +71,12 @@ def test_cli_exit_codes(tmp_path):
     assert run_cli("check", str(ok), "--set", "oops").returncode == 2
     missing = run_cli("check", str(tmp_path / "missing.arch"))
     assert missing.returncode == 1 and "cannot read" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_stdin_and_shadowed_op_hint():
+    spec = "block b(dropout = 0.3) { dropout(dropout) }\nnetwork n() {\n  input x: [3, 8, 8]\n  b\n}\n"
+    proc = subprocess.run([sys.executable, "-m", "archdsl.cli", "check", "-"], input=spec,
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "--> <stdin>:1:26" in proc.stderr
+    assert "hint: a variable named `dropout` hides the op of that name" in proc.stderr
