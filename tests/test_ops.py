@@ -145,6 +145,9 @@ CASES = [
     ("flatten", [(3, 4, 5)], (), {}),
     ("flatten", [(7,)], (), {}),
     ("channel_shuffle", [(6, 4, 4)], (3,), {}),
+    ("pad", [(3, 4, 4)], (), {"channels": [0, 5]}),
+    ("pad", [(3, 4, 4)], (), {"channels": 1, "spatial": [1, 2], "value": 0.5}),
+    ("pad", [(3, 7)], (), {"spatial": 2}),
     ("channel_shuffle", [(8, 5)], (2,), {}),
     ("dropout", [(3, 4, 4)], (), {}),
     ("dropout", [(10,)], (0.1,), {}),
@@ -191,6 +194,7 @@ REFERENCES = [
     ("global_maxpool", (), {}, lambda x: x.amax((2, 3), keepdim=True)),
     ("maxpool", (3, 2, 1), {"ceil": True}, lambda x: F.max_pool2d(x, 3, 2, 1, ceil_mode=True)),
     ("channel_shuffle", (2,), {}, lambda x: nn.ChannelShuffle(2)(x)),
+    ("pad", (), {"channels": [1, 2], "spatial": 1}, lambda x: F.pad(x, (1, 1, 1, 1, 1, 2))),
     ("flatten", (), {}, lambda x: x.reshape(x.shape[0], -1)),
     ("upsample", (2,), {"mode": "bilinear"}, lambda x: nn.Upsample(scale_factor=2, mode="bilinear")(x)),
     ("dropout", (0.3,), {}, lambda x: x),  # eval mode
