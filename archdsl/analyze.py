@@ -54,7 +54,7 @@ class Summary:
         return self.meta.get("top1")
 
     def to_dict(self) -> dict:
-        return {**{k: v for k, v in asdict(self).items() if k != "rows"}, "rows": [asdict(r) for r in self.rows]}
+        return asdict(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
@@ -221,7 +221,7 @@ def summary(source, batch: int = 1, dtype: str = "fp32", depth: int | None = Non
         shape, numel = d["shape"], math.prod(d["shape"])
         categories[op.category] = categories.get(op.category, 0) + 1
         if op.elementwise and n in inference:
-            elementwise += numel * max(1, len(args) - 1)
+            elementwise += numel * (len(args) - 1 if op.arity is None else 1)  # a join of k: k - 1 each
         keep_in, keep_out = _kept(op)
         kept.update(owner[u] for u in args if keep_in)
         if keep_out:
