@@ -23,7 +23,7 @@ from .loader import ModuleScope
 from .ops import OPS, BadArgument, ShapeProblem
 from .values import BlockRef, OpRef, Tensor, show, type_name
 
-JOIN_OPS = {"concat", "add", "mean", "mul"}
+_MISSING = object()
 USER_OPS = sorted(n for n in OPS if n != "input")
 
 
@@ -67,7 +67,7 @@ class Elaborator:
         self.next_id = -1
         self.input_overrides = dict(inputs or {})
         self.graph.scopes[0] = Scope(0, "", "network", net.name, None, net.span)
-        self._globals(module)
+        self.global_value(module, "")
         ctx = Ctx({}, module, in_network=True)
         known = [p.name for p in net.params]
         for key in params:
@@ -96,12 +96,20 @@ class Elaborator:
         self._outputs(ctx, x, net)
         return self.graph
 
-    def _globals(self, module: ModuleScope) -> None:
-        if module.values or not module.lets:
-            return
-        ctx = Ctx(module.values, module)
-        for let in module.lets:
-            module.values[let.name] = self.ev(let.value, ctx, None)
+    def global_value(self, module: ModuleScope, name: str):
+        """A top-level `let` of ``module`` or of a file it imports (evaluated on first use), or _MISSING."""
+        if module.values is None:
+            module.values = {}
+            ctx = Ctx(module.values, module)
+            for let in module.lets:
+                module.values[let.name] = self.ev(let.value, ctx, None)
+        if name in module.values:
+            return module.values[name]
+        for imported in module.imports:
+            v = self.global_value(imported, name)
+            if v is not _MISSING:
+                return v
+        return _MISSING
 
     def _outputs(self, ctx: Ctx, x: Tensor | None, net: A.BlockDef) -> None:
         g = self.graph
@@ -345,8 +353,11 @@ class Elaborator:
         if isinstance(target, Tensor):
             raise ElaborationError("E016", f"`{c.name}` is a tensor; continue from it with `@{c.name}`",
                                    c.name_span, stack=ctx.stack)
+        shadowed = c.name in OPS or (ctx.module is not None and c.name in ctx.module.blocks)
         raise ElaborationError("E053", f"`{c.name}` is {type_name(target)} {show(target)}, not an op or block",
-                               c.name_span, stack=ctx.stack)
+                               c.name_span, stack=ctx.stack,
+                               hint=f"a variable named `{c.name}` hides the {'op' if c.name in OPS else 'block'} "
+                                    f"of that name; rename the variable" if shadowed else None)
 
     def op_call(self, ref: OpRef, args, c: A.Call, ctx: Ctx, x, label):
         op = OPS[ref.op]
@@ -470,7 +481,7 @@ class Elaborator:
                 name = next(iter(kw))
                 raise ElaborationError("E022", "`dense` takes no arguments", kw[name][1], stack=ctx.stack)
             return self.dense(j, ctx, x)
-        start = max(self.graph.table, default=-1)
+        start = self.next_id  # every node made inside this join has a larger id
         outs, spans = [], []
         if j.kind == "residual":
             body = self.body(j.body, ctx, x)
@@ -629,8 +640,9 @@ class Elaborator:
             return ctx.env[name]
         module = ctx.module
         if module is not None:
-            if name in module.values:
-                return module.values[name]
+            v = self.global_value(module, name)
+            if v is not _MISSING:
+                return v
             if name in module.blocks:
                 block, home = module.blocks[name]
                 return BlockRef(block, module=home)
@@ -641,7 +653,7 @@ class Elaborator:
                 return BUILTINS[name]
             if name == "params":
                 return self.graph.total_params
-        pool = list(ctx.env) + (list(module.blocks) + list(module.values) if module else []) + USER_OPS
+        pool = list(ctx.env) + (list(module.blocks) + list(module.values or ()) if module else []) + USER_OPS
         if not callable_only:
             pool += list(BUILTINS)
         what = "op or block" if callable_only else "name"

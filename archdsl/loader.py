@@ -24,7 +24,8 @@ class ModuleScope:
     blocks: dict = field(default_factory=dict)     # name -> (BlockDef, ModuleScope)
     networks: dict = field(default_factory=dict)   # name -> BlockDef (this file's own, in order)
     lets: list = field(default_factory=list)       # top-level Let statements, in order
-    values: dict = field(default_factory=dict)     # evaluated top-level lets
+    imports: list = field(default_factory=list)    # the ModuleScopes this file imports
+    values: dict | None = None                     # top-level lets, once evaluated
 
 
 def read_source(path: Path, limits: Limits, span: Span | None = None) -> str:
@@ -139,6 +140,7 @@ class Loader:
                                   hint=did_you_mean(target.name, names))
         shown = raw if raw.startswith("std/") else self._shown(resolved)
         module = self._load(resolved, shown, item.span)
+        scope.imports.append(module)
         for name, entry in module.blocks.items():
             if entry[1] is module or name not in scope.blocks:
                 scope.blocks.setdefault(name, entry)

@@ -550,6 +550,9 @@ _EXPECT = {
     "ADD_OP": "`+` or `-`", "MUL_OP": "`*`, `/`, `//` or `%`", "DOT": "`.`", "AT": "`@`", "STAR": "`*`",
     "POW_OP": "`**`", "$END": "the end of the file",
 }
+KEYWORDS = {"import", "block", "network", "let", "assert", "input", "output", "meta", "init", "for", "in", "if",
+            "else", "tap", "and", "or", "not", "true", "false", "none", "concat", "add", "mean", "mul", "dense",
+            "residual"}
 _FORBIDDEN = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]|[\x00-\x08\x0b\x0e-\x1f\x7f]")
 
 
@@ -659,6 +662,9 @@ def _syntax_error(e: UnexpectedInput, parser: Lark, text: str, file: str, line0:
         width = max(1, len(str(tok.value).split("\n")[0])) if tok.type != "_NL" else 1
         line, col = tok.line, tok.column
     hint = None
+    if isinstance(e, UnexpectedToken) and str(e.token.value) in KEYWORDS and "a name" in expected:
+        return ParseError("E001", f"`{e.token.value}` is a reserved word", _span(
+            file, line, col, line, col + width, line0, col0), hint="choose another name")
     if expected and len(expected) <= 8:
         hint = "expected " + (expected[0] if len(expected) == 1 else ", ".join(expected[:-1]) + " or " + expected[-1])
     return ParseError("E001", msg, _span(file, line, col, line, col + width, line0, col0), hint=hint)

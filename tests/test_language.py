@@ -344,3 +344,16 @@ def test_ir_keeps_spans_stacks_scopes_and_repeat_groups():
     chain = g.scope_chain(conv["scope"])
     assert [s.kind for s in chain] == ["network", "group", "block"]
     assert chain[-1].repeat[1:] == (2, 3) and chain[-1].block == "b" and chain[-1].args == {"c": 4}
+
+
+def test_library_lets_are_visible_to_its_blocks_and_importers(tmp_path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "l.arch").write_text('let widths = {"A": 8}\nblock b(k) { conv(widths[k], 3) }\n')
+    (tmp_path / "n.arch").write_text('import "lib/l.arch"\n' + net('    b("A")\n    conv(widths["A"] * 2, 1)'))
+    g = checked(tmp_path / "n.arch")
+    assert [g.node(n)["shape"][0] for n in g.nodes()] == [3, 8, 16]
+
+
+def test_reserved_word_as_name():
+    e = error_of(net("    b()", blocks="block b(init = 4) { relu }"))
+    assert e.code == "E001" and e.message == "`init` is a reserved word" and (e.span.line, e.span.col) == (1, 9)
