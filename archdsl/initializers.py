@@ -2,6 +2,13 @@
 
 ``SCHEMES`` maps each scheme to its keyword arguments and their defaults; it is
 read by the elaborator (to check specs without torch) and by the compiler.
+
+``init_weights`` applies one scheme to one module: the scheme fills the weight and
+any bias is zeroed (every scheme but ``default``, which keeps PyTorch's own
+initialisation). ``constant`` / ``zeros`` / ``ones`` on a norm layer thus set its
+scale and zero its shift: ``init "*.bn3" = zeros`` zero-inits each residual branch.
+The compiler pastes this function's source into the generated model, so a
+standalone export initialises exactly as the compiled model does.
 """
 from __future__ import annotations
 
@@ -18,3 +25,23 @@ SCHEMES: dict[str, dict] = {
     "kaiming_uniform": {"a": 0.0, "mode": "fan_in", "nonlinearity": "leaky_relu"},
     "kaiming_normal": {"a": 0.0, "mode": "fan_in", "nonlinearity": "leaky_relu"},
 }
+
+
+def init_weights(m, scheme: str, **kwargs) -> None:
+    """Initialise module ``m``'s weight with ``scheme`` and zero its bias (``default``: leave both)."""
+    from torch.nn import init
+    if scheme == "default":
+        return
+    weight, bias = getattr(m, "weight", None), getattr(m, "bias", None)
+    if weight is not None:
+        if scheme in ("zeros", "ones", "constant"):
+            init.constant_(weight, {"zeros": 0.0, "ones": 1.0}.get(scheme, kwargs.get("value")))
+        else:
+            getattr(init, scheme + "_")(weight, **kwargs)
+    if bias is not None:
+        init.zeros_(bias)
+
+
+def apply(module, rule) -> None:
+    """Apply an ``ir.InitRule`` to a module."""
+    init_weights(module, rule.scheme, **rule.kwargs)
