@@ -1,0 +1,30 @@
+"""The README's zoo table describes the specs as they are (static columns)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from archdsl.zoo import entries
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_zoo_table_is_current():
+    readme = (ROOT / "README.md").read_text()
+    table = re.search(r"<!-- zoo:begin -->\n(.*)<!-- zoo:end -->", readme, re.S).group(1)
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `(\w+)` \|.*$", table, re.M)}
+    specs = entries(ROOT / "specs")
+    assert set(rows) == {e.spec for e in specs}, "run `archdsl zoo --parity --format markdown` and update the README"
+    for e in specs:
+        cells = [c.strip() for c in rows[e.spec].strip("|").split("|")]
+        assert cells[1] == f"{e.params:,}", e.spec
+        assert cells[3] == e.input and cells[4] == e.reference and cells[7] == str(e.lines), e.spec
+        assert cells[6] in ("identical outputs", "paper") or cells[6].startswith("equal"), e.spec
+        assert (cells[6] == "paper") == (e.reference == "paper"), e.spec
+
+
+def test_readme_starts_with_the_two_commands():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    block = lines[lines.index("```sh") + 1:lines.index("```")]
+    assert [line.split("#")[0].strip() for line in block] == ["bash scripts/demo.sh", "bash scripts/test.sh"]
+    assert "bash scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
