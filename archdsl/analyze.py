@@ -18,7 +18,6 @@ from .report import fmt_count, fmt_shape
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 INDEX_BYTES = 8                 # int64 argmax indices that max pooling keeps for backward
-MAXPOOLS = {"maxpool", "adaptive_maxpool", "global_maxpool"}
 COLUMNS = ("name", "op", "output", "params", "macs", "activation_bytes", "train_only")
 
 
@@ -138,7 +137,6 @@ def fmt_bytes(n: int) -> str:
 
 # ----------------------------------------------------------------------------- memory rules
 
-FRESH = ("conv", "linear", "norm", "pool")  # compile.FRESH: producers whose output may be overwritten
 
 
 def _computed(graph: ArchGraph, outputs) -> set:
@@ -155,8 +153,8 @@ def _computed(graph: ArchGraph, outputs) -> set:
 def storage(graph: ArchGraph) -> dict:
     """Node -> the node whose output tensor holds its result, as the compiled forward runs:
     views and pass-throughs share their input's; an op with an in-place form overwrites its
-    input when the compiler allows it (input used once, not an output, made by a FRESH op or
-    a join of several inputs)."""
+    input when the compiler allows it (input used once, not an output, and ``fresh`` by the
+    registry's rule, as compile.py decides)."""
     uses = {n: 0 for n in graph.table}
     for n in _computed(graph, graph.outputs):
         for u in graph.args(n):
@@ -176,16 +174,9 @@ def storage(graph: ArchGraph) -> dict:
         u = args[0]
         producer = OPS[graph.table[u]["op"]]
         if (u not in keep and uses[u] == 1 and expr != op.forward(d["attrs"], names, "m", True)
-                and (producer.category in FRESH or (producer.category == "join" and len(graph.args(u)) > 1))):
+                and producer.fresh_output(len(graph.args(u)))):
             owner[n] = owner[u]
     return owner
-
-
-def _kept(op) -> tuple[bool, bool]:
-    """(inputs, output): which of its tensors the op's backward keeps, weights aside."""
-    if op.saves_output:
-        return False, True
-    return op.category in ("conv", "linear", "norm", "activation") or op.name in MAXPOOLS or op.name == "mul", False
 
 
 def _weight_depth(graph: ArchGraph) -> int:
@@ -222,11 +213,10 @@ def summary(source, batch: int = 1, dtype: str = "fp32", depth: int | None = Non
         categories[op.category] = categories.get(op.category, 0) + 1
         if op.elementwise and n in inference:
             elementwise += numel * (len(args) - 1 if op.arity is None else 1)  # a join of k: k - 1 each
-        keep_in, keep_out = _kept(op)
-        kept.update(owner[u] for u in args if keep_in)
-        if keep_out:
+        kept.update(owner[u] for u in args if op.keeps == "input")
+        if op.keeps == "output":
             kept.add(owner[n])
-        indices += numel if op.name in MAXPOOLS else 0
+        indices += numel if op.category == "pool" and op.keeps == "input" else 0  # max pools' argmax
         rows.append(Row(d["name"], op.label(d["attrs"]), tuple(shape), d["params"],
                         op.macs(d["attrs"], [graph.table[u]["shape"] for u in args], shape),
                         numel * size * batch if owner[n] == n else 0, n not in inference))

@@ -33,10 +33,6 @@ from .initializers import init_weights
 from .ir import ArchGraph, match_init
 from .ops import HELPERS, OPS
 
-# An op may overwrite its input in place when that input is a tensor of its own: not a graph input
-# or output, used by this op alone, and made by an op of these categories (or a join of several
-# inputs), whose outputs are new tensors that their own backward does not read.
-FRESH = ("conv", "linear", "norm", "pool")
 _PART = re.compile(r"[A-Za-z0-9_]+")
 _CTOR = re.compile(r"nn\.[A-Za-z0-9_]+")
 _GLOBALS = {"self", "torch", "nn", "F", "collections", "init_weights", "getattr", "setattr", *HELPERS}
@@ -321,9 +317,9 @@ class _Codegen:
                 pending.clear()
 
         def overwritable(u):
-            d = g.node(u)
-            cat = OPS[d["op"]].category
-            return u not in keep and uses[u] == 1 and (cat in FRESH or (cat == "join" and len(g.args(u)) > 1))
+            """An op may overwrite its input in place when that input is a tensor of its own: not a
+            graph input or output, used by this op alone, and ``fresh`` (ops.Op.fresh_output)."""
+            return u not in keep and uses[u] == 1 and OPS[g.node(u)["op"]].fresh_output(len(g.args(u)))
 
         for n in order:
             if g.node(n)["op"] == "input":

@@ -168,12 +168,18 @@ class Op:
                                  # pool, join, reshape, regularize, io
     helpers: tuple[str, ...] = ()  # prelude functions (HELPERS) the forward code uses
     elementwise: bool = False    # counted as elementwise work (reported apart from MACs)
-    # For ``forward(..., inplace=True)``: the compiler may pass it only when the input is used
-    # nowhere else and its producer does not save its output for backward (``saves_output``),
-    # looking through ops whose output may alias their input 0 (``view``; so may any join
-    # given a single input). Otherwise autograd fails on the overwritten tensor.
-    saves_output: bool = False
+    # Memory behaviour, read by the compiler (in-place ops) and the analysis (memory estimates):
+    # ``keeps``: what the op's backward keeps besides weights: "input", "output" or None.
+    # ``view``: the output may alias input 0 (so may any join given a single input).
+    # ``fresh``: the output is a new tensor its backward does not read, so the one op that
+    # consumes it may overwrite it (``forward(..., inplace=True)``); joins only with 2+ inputs.
+    keeps: str | None = None
     view: bool = False
+    fresh: bool = False
+
+    def fresh_output(self, inputs: int) -> bool:
+        """May the single consumer of this op's output overwrite it in place?"""
+        return self.fresh and (self.arity is not None or inputs > 1)
 
     # --- binding
     def bind(self, args: list, kwargs: dict) -> dict:
@@ -397,7 +403,7 @@ class Identity(Op):
 class Conv(Op):
     """Convolution over 1-3 spatial dims (conv1d / conv2d / conv3d chosen by the input rank)."""
 
-    name, category = "conv", "conv"
+    name, category, keeps, fresh = "conv", "conv", "input", True
     params = (req("out", min=1), req("kernel", "size", min=1), P("stride", "size", 1, min=1),
               P("pad", "padding", 0, min=0), P("dilation", "size", 1, min=1), P("groups", "int", 1, min=1),
               P("bias", "bool", True),
@@ -452,7 +458,7 @@ class Conv(Op):
 class Linear(Op):
     """Fully connected layer on a vector."""
 
-    name, category = "linear", "linear"
+    name, category, keeps, fresh = "linear", "linear", "input", True
     params = (req("out", min=1), P("bias", "bool", True))
 
     def shape(self, a, xs):
@@ -482,7 +488,7 @@ class Linear(Op):
 class Norm(Op):
     """Shared by the normalizations: shape-preserving, elementwise work."""
 
-    category, elementwise = "norm", True
+    category, elementwise, keeps, fresh = "norm", True, "input", True
 
     def forward(self, a, args, mod, inplace):
         return f"{mod}({args[0]})"
@@ -571,12 +577,12 @@ class LocalResponseNorm(Norm):
 class Activation(Op):
     """Shared by the activations: stateless, shape-preserving, elementwise work."""
 
-    category, elementwise = "activation", True
+    category, elementwise, keeps = "activation", True, "input"
 
 
 @register
 class Relu(Activation):
-    name, saves_output = "relu", True
+    name, keeps = "relu", "output"
 
     def forward(self, a, args, mod, inplace):
         return f"F.relu({args[0]}, inplace=True)" if inplace else f"F.relu({args[0]})"
@@ -592,7 +598,7 @@ class Relu6(Activation):
 
 @register
 class LeakyRelu(Activation):
-    name, saves_output = "leaky_relu", True  # when run in place
+    name, keeps = "leaky_relu", "output"  # when run in place
     params = (P("slope", "float", 0.01),)
 
     def forward(self, a, args, mod, inplace):
@@ -626,7 +632,7 @@ class Silu(Activation):
 
 @register
 class Sigmoid(Activation):
-    name, saves_output = "sigmoid", True
+    name, keeps = "sigmoid", "output"
 
     def forward(self, a, args, mod, inplace):
         return f"torch.sigmoid({args[0]})"
@@ -634,7 +640,7 @@ class Sigmoid(Activation):
 
 @register
 class Tanh(Activation):
-    name, saves_output = "tanh", True
+    name, keeps = "tanh", "output"
 
     def forward(self, a, args, mod, inplace):
         return f"torch.tanh({args[0]})"
@@ -652,7 +658,7 @@ class Hardswish(Activation):
 class Softmax(Activation):
     """Softmax along ``dim``, counted without the batch (0 is the channels)."""
 
-    name, function, saves_output = "softmax", "F.softmax", True
+    name, function, keeps = "softmax", "F.softmax", "output"
     params = (P("dim", "int", 0),)
 
     def shape(self, a, xs):
@@ -679,7 +685,7 @@ class LogSoftmax(Softmax):
 class Pool(Op):
     """Shared by maxpool and avgpool: a window over 1-3 spatial dims (torch class by rank)."""
 
-    category, torch_class = "pool", ""
+    category, torch_class, fresh = "pool", "", True
 
     def shape(self, a, xs):
         x = spatial(xs, self.name)
@@ -709,7 +715,7 @@ class Pool(Op):
 
 @register
 class MaxPool(Pool):
-    name, torch_class = "maxpool", "MaxPool"
+    name, torch_class, keeps = "maxpool", "MaxPool", "input"  # and int64 indices
     params = (req("kernel", "size", min=1), P("stride", "size", None, min=1), P("pad", "size", 0, min=0),
               P("dilation", "size", 1, min=1), P("ceil", "bool", False))
 
@@ -732,7 +738,7 @@ class AvgPool(Pool):
 class AdaptivePool(Op):
     """Shared by the adaptive and global pools: a fixed output size (torch class by rank)."""
 
-    category, torch_class = "pool", ""
+    category, torch_class, fresh = "pool", "", True
 
     def out_size(self, a):
         return a["size"]
@@ -759,7 +765,7 @@ class AdaptiveAvgPool(AdaptivePool):
 
 @register
 class AdaptiveMaxPool(AdaptiveAvgPool):
-    name, torch_class = "adaptive_maxpool", "AdaptiveMaxPool"
+    name, torch_class, keeps = "adaptive_maxpool", "AdaptiveMaxPool", "input"
 
 
 @register
@@ -774,14 +780,14 @@ class GlobalAvgPool(AdaptivePool):
 
 @register
 class GlobalMaxPool(GlobalAvgPool):
-    name, torch_class = "global_maxpool", "AdaptiveMaxPool"
+    name, torch_class, keeps = "global_maxpool", "AdaptiveMaxPool", "input"
 
 
 @register
 class Upsample(Op):
     """Resize by ``scale`` (output floor(size * scale), as torch) or to ``size``."""
 
-    name, category = "upsample", "pool"
+    name, category, fresh = "upsample", "pool", True
     RANK = {"linear": 2, "bilinear": 3, "bicubic": 3, "trilinear": 4}  # input rank each mode needs
     params = (P("scale", "floats"), P("size", "size", None, min=1),
               P("mode", "str", "nearest", choices=("nearest", "nearest-exact", *RANK)),
@@ -934,7 +940,7 @@ class DropPath(Op):
 class Concat(Op):
     """Channel concatenation; every other dimension must agree."""
 
-    name, arity, category = "concat", None, "join"
+    name, arity, category, fresh = "concat", None, "join", True
 
     def shape(self, a, xs):
         first = xs[0]
@@ -952,7 +958,7 @@ class Concat(Op):
 class Add(Op):
     """Sum of same-shape inputs, input i scaled by ``scale[i]`` after drop-path with ``survival[i]``."""
 
-    name, arity, category = "add", None, "join"
+    name, arity, category, fresh = "add", None, "join", True
     elementwise = True
     helpers = ("drop_path",)
     params = (P("scale", "floats"), P("survival", "floats", min=0, max=1))
@@ -985,7 +991,7 @@ class Mean(Op):
     """Element-wise mean of same-shape inputs, with FractalNet's local drop-path in training
     (Larsson et al. 2017): inputs dropped with probability ``drop_path``, at least one kept."""
 
-    name, arity, category = "mean", None, "join"
+    name, arity, category, fresh = "mean", None, "join", True
     elementwise = True
     helpers = ("fractal_join",)
     params = (P("drop_path", "float", 0.0, min=0, max=1),)
@@ -1007,7 +1013,7 @@ class Mean(Op):
 class Mul(Op):
     """Element-wise product, broadcasting size-1 dims (squeeze-excitation: (C, H, W) * (C, 1, 1))."""
 
-    name, arity, category = "mul", None, "join"
+    name, arity, category, keeps, fresh = "mul", None, "join", "input", True
     elementwise = True
 
     def shape(self, a, xs):

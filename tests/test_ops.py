@@ -266,17 +266,17 @@ def _overwrite_after(name, shapes, args=(), kw=None, train=True, before=None):
 @pytest.mark.parametrize("train", [False, True])
 @pytest.mark.parametrize("name,shapes,args,kw", SINGLE, ids=[f"{c[0]}-{i}" for i, c in enumerate(SINGLE)])
 def test_inplace_contract_is_sound(name, shapes, args, kw, train):
-    """Overwriting an op's output breaks backward only where ``saves_output`` or ``view`` says so."""
+    """Overwriting an op's output breaks backward only where ``keeps == "output"`` or ``view`` says so."""
     op = OPS[name]
     view = op.view or op.arity is None  # a join given a single input may return it
-    assert _overwrite_after(name, shapes, args, kw, train) <= (op.saves_output or view)
+    assert _overwrite_after(name, shapes, args, kw, train) <= (op.keeps == "output" or view)
     # behind an op that saves its output, only a view can expose that one
-    assert _overwrite_after(name, shapes, args, kw, train, before=torch.sigmoid) <= (op.saves_output or view)
+    assert _overwrite_after(name, shapes, args, kw, train, before=torch.sigmoid) <= (op.keeps == "output" or view)
 
 
 @pytest.mark.parametrize("name", ["relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax"])
-def test_saves_output_is_needed(name):
-    assert OPS[name].saves_output and _overwrite_after(name, [(4, 3)])
+def test_keeps_output_is_needed(name):
+    assert OPS[name].keeps == "output" and _overwrite_after(name, [(4, 3)])
 
 
 @pytest.mark.parametrize("name,args", [("identity", ()), ("flatten", ()), ("channel_shuffle", (1,)),
