@@ -130,11 +130,18 @@ COMMANDS = {
 }
 
 
+def _read_stdin(args) -> str:
+    """The spec on standard input: at most the source limit, UTF-8 (E006, E003 as for files)."""
+    from .loader import decode_source
+    limits = Limits.of(_pairs(args.limit, "limit"))
+    return decode_source(sys.stdin.buffer.read(limits.source + 1), "<stdin>", limits)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "file", None) == "-":
-        args.file, args.stdin = sys.stdin.buffer.read().decode("utf-8", "replace"), True
     try:
+        if getattr(args, "file", None) == "-":
+            args.file, args.stdin = _read_stdin(args), True
         return COMMANDS[args.command](args)
     except ArchError as e:
         print(e.render(), file=sys.stderr)

@@ -9,10 +9,12 @@ groups, joins, loops, conditions and repetitions expand in place.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import operator
 import sys
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from . import syntax as A
 from .errors import (ArchError, AssertionFailed, ElaborationError, Frame, LimitError, Limits, ShapeError, Span,
@@ -30,9 +32,9 @@ USER_OPS = sorted(n for n in OPS if n != "input")
 class _Oops(Exception):
     """A problem inside a builtin; the caller adds the span."""
 
-    def __init__(self, code: str, message: str, hint: str | None = None):
+    def __init__(self, code: str, message: str, hint: str | None = None, cls=ElaborationError):
         super().__init__(message)
-        self.code, self.message, self.hint = code, message, hint
+        self.code, self.message, self.hint, self.cls = code, message, hint, cls
 
 
 @dataclass
@@ -57,6 +59,44 @@ class Elaborator:
         self.limits = limits
         self.sources = sources
         self.gid = 0
+        self.steps = 0
+
+    # ------------------------------------------------------------------ the work budget
+    # Every statement, expression, item, loop iteration and block call costs a step, and so
+    # does every 8 items of work done in bulk (values copied, walked or compared, names built,
+    # join inputs checked): no spec makes elaboration run or allocate beyond `limits.steps`.
+    def charge(self, n: int, span: Span | None = None, ctx: Ctx | None = None) -> None:
+        self.steps += n
+        if self.steps > self.limits.steps:
+            message = f"elaboration needs over {self.limits.steps:,} steps"
+            hint = "a loop, repetition or recursion does too much work; raise the limit with `--limit steps=N`"
+            if span is None:
+                raise _Oops("E087", message, hint, LimitError)
+            raise LimitError("E087", message, span, stack=ctx.stack if ctx else (), hint=hint)
+
+    def measure(self, v) -> int:
+        """The size of a value: its items and those of every container in it, a string counting its
+        characters. Refuses (E057) a value over the sequence limit or nested deeper than the nesting
+        limit, before anything walks it (==, show) or hashes it. Costs steps in proportion."""
+        total, stack = 0, [(v, 1)]
+        limit, nesting = self.limits.sequence, self.limits.nesting
+        while stack:
+            x, d = stack.pop()
+            if isinstance(x, (str, range)):
+                total += len(x)
+            elif isinstance(x, (list, tuple, dict)):
+                if d > nesting:
+                    raise _Oops("E057", f"a value nested deeper than {nesting} levels",
+                                "raise the limit with `--limit nesting=N`")
+                items = list(x.values()) if isinstance(x, dict) else x
+                total += len(items)
+                if total <= limit and not _LEAVES.issuperset(map(type, items)):  # C speed when flat
+                    stack += [(i, d + 1) for i in items if type(i) not in _LEAVES]
+            if total > limit:
+                raise _Oops("E057", f"a value of over {limit:,} items (nested ones counted) is over the limit",
+                            "raise it with `--limit sequence=N`")
+        self.charge(total // 8)
+        return total
 
     # ------------------------------------------------------------------ entry
     def network(self, module: ModuleScope, net: A.BlockDef, params: dict, inputs: dict) -> ArchGraph:
@@ -96,8 +136,13 @@ class Elaborator:
         self._outputs(ctx, x, net)
         return self.graph
 
-    def global_value(self, module: ModuleScope, name: str):
+    def global_value(self, module: ModuleScope, name: str, seen: set | None = None):
         """A top-level `let` of ``module`` or of a file it imports (evaluated on first use), or _MISSING."""
+        seen = set() if seen is None else seen
+        if id(module) in seen:  # a file imported twice (a diamond) is searched once
+            return _MISSING
+        seen.add(id(module))
+        self.charge(1)
         if module.values is None:
             module.values = {}
             ctx = Ctx(module.values, module)
@@ -106,7 +151,7 @@ class Elaborator:
         if name in module.values:
             return module.values[name]
         for imported in module.imports:
-            v = self.global_value(imported, name)
+            v = self.global_value(imported, name, seen)
             if v is not _MISSING:
                 return v
         return _MISSING
@@ -137,6 +182,7 @@ class Elaborator:
         return x
 
     def stmt(self, s, ctx: Ctx, x):
+        self.charge(1, s.span, ctx)
         kind = type(s)
         if kind is A.Chain:
             saved, ctx.inn = ctx.inn, x
@@ -206,6 +252,7 @@ class Elaborator:
         self.gid += 1
         gid, saved = self.gid, ctx.repeat_tag
         for i, value in enumerate(seq):
+            self.charge(1, s.span, ctx)
             self.bind_targets(s, value, ctx)
             ctx.repeat_tag = (gid, i, n)
             x = run(ctx, x)
@@ -325,6 +372,7 @@ class Elaborator:
         return out
 
     def atom(self, a, ctx: Ctx, x, label: str | None):
+        self.charge(1, a.span, ctx)
         kind = type(a)
         if kind is A.Call:
             return self.call(a, ctx, x, label)
@@ -384,6 +432,7 @@ class Elaborator:
 
     def block_call(self, ref: BlockRef, args, c: A.Call, ctx: Ctx, x, label):
         block, module = ref.block, ref.module
+        self.charge(4, c.span, ctx)  # a scope, a frame, the arguments bound: a few steps' work
         if ctx.depth + 1 > self.limits.depth:
             raise LimitError("E085", f"block calls nested deeper than {self.limits.depth} (in `{block.name}`)",
                              c.span, stack=ctx.stack[-6:], hint="a recursive block needs a base case; "
@@ -456,6 +505,7 @@ class Elaborator:
         self.gid += 1
         gid = self.gid
         for i, value in enumerate(seq):
+            self.charge(1, s.span, ctx)
             self.bind_targets(s, value, ctx)
             saved = ctx.repeat_tag
 
@@ -468,6 +518,7 @@ class Elaborator:
             yield thunk
 
     def join(self, j: A.Join, ctx: Ctx, x):
+        self.charge(2, j.span, ctx)
         if x is None:
             raise ElaborationError("E016", f"nothing flows into `{j.kind}`", j.span, stack=ctx.stack)
         kw = {}
@@ -504,7 +555,8 @@ class Elaborator:
                                    hint=e.hint) from None
         if kind == "mean":
             outs = self._merge_means(outs, attrs, start)
-        notes = [f"branch {i} (line {s.line}) gives {list(t.shape)}" for i, (t, s) in enumerate(zip(outs, spans), 1)]
+        notes = [f"branch {i} (line {s.line}) gives {list(t.shape)}" for i, (t, s) in enumerate(zip(outs, spans), 1)
+                 if i <= 16] + ([f"... and {len(outs) - 16} more branches"] if len(outs) > 16 else [])
         return self.add_node(kind, attrs, outs, self.internal_name(ctx, kind), j.span, ctx, notes=notes)
 
     def _residual_args(self, kw, ctx):
@@ -522,13 +574,20 @@ class Elaborator:
         flat = []
         for t in outs:
             d = g.node(t.node)
-            if d["op"] == "mean" and t.node > start and not g.users(t.node) and d["attrs"] == attrs \
+            if d["op"] == "mean" and t.node > start and not self._used(t.node) and d["attrs"] == attrs \
                     and not any(o.node == t.node for o in g.outputs):
                 flat += [Tensor(u, g.node(u)["shape"]) for u in g.args(t.node)]
                 g.remove(t.node)
             else:
                 flat.append(t)
         return flat
+
+    def _used(self, n: int) -> bool:
+        """Whether a node has users: only nodes made after it can use it (not ``graph.users``, a scan
+        of the whole graph per call, quadratic over a fractal of mean joins)."""
+        preds = self.graph.preds
+        self.charge((self.next_id - n) // 8)
+        return any(n in preds[u] for u in range(n + 1, self.next_id + 1) if u in preds)
 
     def dense(self, j: A.Join, ctx: Ctx, x):
         feats = [x]
@@ -556,6 +615,7 @@ class Elaborator:
                                            f"{type_name(v)} {show(v)}", part.span, stack=ctx.stack)
                 out.append(str(v))
         text = "".join(out)
+        self.charge(len(text) // 8, label.span, ctx)
         if not text or not all(ch.isascii() and (ch.isalnum() or ch == "_") for ch in text):
             raise ElaborationError("E032", f"label {text!r} is not a valid name", label.span, stack=ctx.stack,
                                    hint="labels use letters, digits and `_`")
@@ -594,6 +654,7 @@ class Elaborator:
                  shape: tuple | None = None, arg_spans: dict | None = None, notes=None) -> Tensor:
         op = OPS[op_name]
         g = self.graph
+        self.charge(4 + len(inputs) + len(name) // 8, span, ctx)
         shapes = [t.shape for t in inputs]
         if shape is None:
             try:
@@ -651,7 +712,7 @@ class Elaborator:
         if not callable_only:
             if name in BUILTINS:
                 return BUILTINS[name]
-            if name == "params":
+            if name == "params" and hasattr(self, "graph"):  # (no graph for a `--set` value)
                 return self.graph.total_params
         pool = list(ctx.env) + (list(module.blocks) + list(module.values or ()) if module else []) + USER_OPS
         if not callable_only:
@@ -669,9 +730,10 @@ class Elaborator:
 
     def ev(self, e, ctx: Ctx, x):
         try:
+            self.charge(1)
             return _EVAL[type(e)](self, e, ctx, x)
         except _Oops as o:
-            raise ElaborationError(o.code, o.message, e.span, stack=ctx.stack, hint=o.hint) from None
+            raise o.cls(o.code, o.message, e.span, stack=ctx.stack, hint=o.hint) from None
 
     def _const(self, e, ctx, x):
         v = e.value
@@ -696,19 +758,24 @@ class Elaborator:
         return v
 
     def _list(self, e, ctx, x):
-        return self.check_len([self.ev(i, ctx, x) for i in e.items])
+        v = [self.ev(i, ctx, x) for i in e.items]
+        self.measure(v)
+        return v
 
     def _tuple(self, e, ctx, x):
-        return tuple(self.check_len([self.ev(i, ctx, x) for i in e.items]))
+        v = tuple(self.ev(i, ctx, x) for i in e.items)
+        self.measure(v)
+        return v
 
     def _dict(self, e, ctx, x):
         out = {}
         for k, v in e.pairs:
             key = self.ev(k, ctx, x)
-            if not isinstance(key, (str, int, bool, float, tuple)) or key is None:
-                raise ElaborationError("E051", f"a dict key must be a string or number, not {type_name(key)}", k.span,
-                                       stack=ctx.stack)
+            if not _is_key(key):
+                raise ElaborationError("E051", f"a dict key must be a string, a number or a tuple of them, "
+                                       f"not {type_name(key)}", k.span, stack=ctx.stack)
             out[key] = self.ev(v, ctx, x)
+        self.measure(out)
         return out
 
     def _unary(self, e, ctx, x):
@@ -733,6 +800,8 @@ class Elaborator:
         left = self.ev(e.operands[0], ctx, x)
         for op, node in zip(e.ops, e.operands[1:]):
             right = self.ev(node, ctx, x)
+            if isinstance(left, _SEQS) and isinstance(right, _SEQS):
+                self.measure(left), self.measure(right)  # comparing walks both: bounded, and paid for
             try:
                 ok = _COMPARE[op](left, right)
             except TypeError:
@@ -772,10 +841,20 @@ class Elaborator:
                 raise _Oops("E056", f"{show(a)} {op} {show(b)} is too large") from None
             return self.check_num(r)
         if op == "+" and type(a) is type(b) and isinstance(a, (str, list, tuple)):
-            return self.check_len(a + b)
+            if len(a) + len(b) > self.limits.sequence:
+                raise _Oops("E057", f"a sequence of {len(a) + len(b):,} items is over the limit of "
+                            f"{self.limits.sequence:,}")
+            if self.measure(a) + self.measure(b) > self.limits.sequence:  # before allocating
+                raise _Oops("E057", f"a value of over {self.limits.sequence:,} items (nested ones counted) "
+                            "is over the limit", "raise it with `--limit sequence=N`")
+            return a + b
         if op == "*" and (isinstance(a, (str, list, tuple)) and isinstance(b, int) and not isinstance(b, bool)):
             if len(a) * max(b, 0) > self.limits.sequence:
                 raise _Oops("E057", f"a sequence of {len(a) * b:,} items is over the limit of {self.limits.sequence:,}")
+            if self.measure(a) * max(b, 0) > self.limits.sequence:  # before allocating
+                raise _Oops("E057", f"a value of over {self.limits.sequence:,} items (nested ones counted) "
+                            "is over the limit", "raise it with `--limit sequence=N`")
+            self.charge(len(a) * max(b, 0) // 8)
             return a * b
         if op == "*" and (isinstance(b, (str, list, tuple)) and isinstance(a, int) and not isinstance(a, bool)):
             return self.arith(op, b, a)
@@ -811,7 +890,15 @@ class Elaborator:
             else:
                 kw[a.name] = v
         if isinstance(f, Builtin):
-            return f.fn(self, *pos, **kw) if not kw or f.kw else self._no_kw(f)
+            if kw and not f.kw:
+                self._no_kw(f)
+            try:
+                f.signature.bind(self, *pos, **kw)
+            except TypeError as e:  # the wrong number of arguments, an unknown keyword
+                raise _Oops("E021", f"`{f.name}`: {e}") from None
+            return f.fn(self, *pos, **kw)
+        if isinstance(f, (BlockRef, OpRef)):
+            self.charge((len(f.args) + len(f.kwargs)) // 8)  # partial application copies what is bound
         if isinstance(f, BlockRef):
             return replace(f, args=f.args + tuple(pos), kwargs=tuple({**dict(f.kwargs), **kw}.items()))
         if isinstance(f, OpRef):
@@ -825,8 +912,9 @@ class Elaborator:
         t = self.ev(e.target, ctx, x)
         i = self.ev(e.index, ctx, x)
         if isinstance(t, dict):
-            if not isinstance(i, (str, int, float, bool, tuple)) or i not in t:
-                raise _Oops("E054", f"key {show(i)} is not in the dict", did_you_mean(str(i), map(str, t)))
+            if not _is_key(i) or i not in t:
+                raise _Oops("E054", f"key {show(i)} is not in the dict",
+                            did_you_mean(i, [k for k in t if isinstance(k, str)]) if isinstance(i, str) else None)
             return t[i]
         if isinstance(t, (list, tuple, str, range)):
             if not isinstance(i, int) or isinstance(i, bool):
@@ -863,6 +951,16 @@ _COMPARE = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operat
             ">": operator.gt, ">=": operator.ge}
 
 
+_LEAVES = frozenset({int, float, bool, type(None), Tensor, BlockRef, OpRef})  # values with no items
+_SEQS = (list, tuple, dict)
+
+
+def _is_key(v) -> bool:
+    """A dict key: a string, number or bool, or a tuple of them (flat, so hashing it is cheap)."""
+    scalar = (str, int, float, bool)
+    return isinstance(v, scalar) or (isinstance(v, tuple) and all(isinstance(i, scalar) for i in v))
+
+
 def _short(v: int) -> str:
     s = str(v) if abs(v) < 10**30 else f"~10**{len(str(abs(v))) - 1}"
     return s
@@ -875,6 +973,15 @@ class Builtin:
     name: str
     fn: object
     kw: bool = False
+
+    @property
+    def signature(self) -> inspect.Signature:
+        return _signature(self.fn)
+
+
+@lru_cache(maxsize=None)
+def _signature(fn) -> inspect.Signature:
+    return inspect.signature(fn)
 
 
 def _int_arg(v, what):
@@ -907,12 +1014,26 @@ def _range(ev, *args):
     return r
 
 
+def _room(ev, size: int, what: str) -> None:
+    """Refuse, before building it, a value of ``size`` items (nested ones counted); pay for building it."""
+    if size > ev.limits.sequence:
+        raise _Oops("E057", f"{what} of {size:,} items (nested ones counted) is over the limit of "
+                    f"{ev.limits.sequence:,}", "raise it with `--limit sequence=N`")
+    ev.charge(size // 8)
+
+
 def _enumerate(ev, seq, start=0):
-    return [(i + _int_arg(start, "start"), v) for i, v in enumerate(_seq_arg(seq, "enumerate's argument"))]
+    start = _int_arg(start, "start")
+    ev.check_int(start + len(_seq_arg(seq, "enumerate's argument")))
+    _room(ev, ev.measure(seq) + 2 * len(seq), "enumerate's list")
+    return [(i + start, v) for i, v in enumerate(seq)]
 
 
 def _zip(ev, *seqs):
-    return [tuple(t) for t in zip(*(_seq_arg(s, "zip's arguments") for s in seqs))]
+    seqs = [_seq_arg(s, "zip's arguments") for s in seqs]
+    n = min((len(s) for s in seqs), default=0)
+    _room(ev, n * (len(seqs) + 1) + sum(ev.measure(s) for s in seqs), "zip's list")
+    return [tuple(t) for t in zip(*seqs)]
 
 
 def _len(ev, seq):
@@ -926,16 +1047,18 @@ def _minmax(pick):
         items = list(_seq_arg(args[0], "its argument")) if len(args) == 1 else list(args)
         if not items:
             raise _Oops("E051", f"{pick.__name__} of an empty sequence")
+        ev.measure(items)  # comparing walks them: bounded, and paid for
         try:
             return pick(items)
         except TypeError:
-            raise _Oops("E051", f"cannot compare {', '.join(show(i) for i in items)}") from None
+            raise _Oops("E051", f"cannot compare the items of {show(items)}") from None
     return fn
 
 
 def _sum(ev, seq, start=0):
     total = _num_arg(start, "start")
-    for v in _seq_arg(seq, "sum's argument"):
+    ev.charge(len(_seq_arg(seq, "sum's argument")))
+    for v in seq:
         total = ev.arith("+", total, _num_arg(v, "every item"))
     return total
 
@@ -948,7 +1071,7 @@ def _int(ev, v):
     if isinstance(v, bool):
         return int(v)
     v = _num_arg(v, "int's argument")
-    return int(v)
+    return ev.check_int(int(v))
 
 
 def _float(ev, v):
@@ -957,11 +1080,18 @@ def _float(ev, v):
 
 def _round(ev, v, digits=None):
     v = _num_arg(v, "round's argument")
-    return round(v) if digits is None else round(v, _int_arg(digits, "digits"))
+    if digits is None:
+        return ev.check_int(round(v))
+    digits = _int_arg(digits, "digits")
+    if isinstance(v, int) and digits < -len(str(abs(v))) - 1:
+        return 0  # (Python would first compute 10 ** -digits)
+    return round(v, digits)
 
 
 def _list(ev, seq=()):
-    return ev.check_len(list(_seq_arg(seq, "list's argument")))
+    _seq_arg(seq, "list's argument")
+    _room(ev, ev.measure(seq) + (len(seq) if isinstance(seq, str) else 0), "a list")
+    return list(seq)
 
 
 BUILTINS = {b.name: b for b in (
@@ -994,6 +1124,7 @@ def elaborate(module: ModuleScope, network: str | None, params: dict, inputs: di
         return Elaborator(limits, sources).network(module, net, params, inputs)
     except RecursionError:
         raise LimitError("E086", "the spec nests too deeply to elaborate", net.span,
-                         hint="a very long expression or deep recursion; simplify it") from None
+                         hint="block calls nest deeper than the interpreter's stack allows (the `depth` "
+                              "limit was raised too far); nest less deeply") from None
     finally:
         sys.setrecursionlimit(old)

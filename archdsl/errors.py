@@ -32,6 +32,14 @@ class Frame:
     span: Span
 
 
+_SHOWN = 160  # characters of a source line a diagnostic shows
+
+
+def _cut(text: str, limit: int = 1000) -> str:
+    """A message, note or hint cut to about ``limit`` characters (a name can be a megabyte long)."""
+    return text if len(text) <= limit else f"{text[:limit * 3 // 4]} ... {text[-limit // 5:]}"
+
+
 class ArchError(Exception):
     """A user-facing error in a spec, its arguments or its limits."""
 
@@ -40,13 +48,14 @@ class ArchError(Exception):
     def __init__(self, code: str, message: str, span: Span | None = None, *,
                  stack: tuple[Frame, ...] = (), notes: list[str] | tuple[str, ...] = (),
                  hint: str | None = None, label: str | None = None):
+        message = _cut(message)
         super().__init__(message)
         self.code = code
         self.message = message
         self.span = span
         self.stack = tuple(stack)
-        self.notes = list(notes)
-        self.hint = hint
+        self.notes = [_cut(n) for n in notes]
+        self.hint = None if hint is None else _cut(hint)
         self.label = label
         self.sources: dict[str, str] = {}
         self.partial = None  # the IR elaborated before the failure, when there is one
@@ -64,12 +73,19 @@ class ArchError(Exception):
             text = sources.get(span.file)
             source_lines = text.split("\n") if text is not None else []
             if 0 < span.line <= len(source_lines):
-                src = source_lines[span.line - 1].replace("\t", " ")
+                src = source_lines[span.line - 1].replace("\t", " ").encode("utf-8", "replace").decode("utf-8")
                 gutter = str(span.line)
                 pad = " " * len(gutter)
                 width = (span.end_col - span.col) if span.end_line == span.line else len(src) - span.col + 1
                 width = max(1, min(width, max(1, len(src) - span.col + 1)))
-                caret = " " * (span.col - 1) + "^" * width
+                col = span.col
+                if len(src) > _SHOWN:  # a long line: show a window of it around the span
+                    start = max(0, min(col - 1 - _SHOWN // 4, len(src) - _SHOWN))
+                    src = ("..." if start else "") + src[start:start + _SHOWN] + \
+                        ("..." if start + _SHOWN < len(src) else "")
+                    col = col - start + (3 if start else 0)
+                    width = min(width, _SHOWN - (col - 1) + (3 if start else 0))
+                caret = " " * (col - 1) + "^" * max(1, width)
                 if self.label:
                     caret += " " + self.label
                 lines += [f"{pad} |", f"{gutter} | {src}", f"{pad} | {caret}"]
@@ -116,17 +132,18 @@ def did_you_mean(name: str, candidates) -> str | None:
 class Limits:
     """Resource limits checked before anything is allocated; raise any of them by keyword."""
 
-    depth: int = 64                 # nested block calls
-    nodes: int = 200_000            # IR nodes in one network
+    depth: int = 64                 # nested block calls (and nested imports)
+    nodes: int = 20_000             # IR nodes in one network (the zoo's largest has 783)
     repeat: int = 100_000           # count of one repetition or loop
     params: int = 10_000_000_000    # parameters of one network
     tensor: int = 2**31             # elements of one activation tensor (per image)
     size: int = 2**40               # magnitude of any integer computed by an expression
-    sequence: int = 1_000_000       # length of any list, string or range built by an expression
-    source: int = 16 * 2**20        # bytes of one source file
-    nesting: int = 200              # syntactic nesting depth of brackets and blocks
+    sequence: int = 1_000_000       # items in any value built by an expression (nested ones counted)
+    source: int = 2**20             # bytes of one source file
+    nesting: int = 200              # nesting depth of brackets, blocks, expressions and values
+    steps: int = 1_000_000          # elaboration work: statements, expressions, calls, items copied
 
-    FIELDS = ("depth", "nodes", "repeat", "params", "tensor", "size", "sequence", "source", "nesting")
+    FIELDS = ("depth", "nodes", "repeat", "params", "tensor", "size", "sequence", "source", "nesting", "steps")
 
     @classmethod
     def of(cls, overrides: dict | None = None) -> "Limits":
@@ -196,5 +213,6 @@ CODES = {
     "E084": "repetition over the limit",
     "E085": "block calls nested too deeply",
     "E086": "spec too deep to process",
+    "E087": "elaboration steps over the limit",
     "E090": "bad limit",
 }

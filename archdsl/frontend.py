@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from .elaborate import elaborate
-from .errors import ArchError, Limits
+from .errors import ArchError, LimitError, Limits
 from .ir import ArchGraph
 from .loader import Loader
 
@@ -34,6 +34,8 @@ def check(source: str | os.PathLike, *, network: str | None = None, inputs: dict
         else:
             module = loader.load_file(Path(source))
         graph = elaborate(module, network, params, inputs or {}, limits, loader.sources)
+    except RecursionError:  # imports nested past the Python stack (only with `--limit depth` raised)
+        raise LimitError("E086", "the spec nests too deeply to load", hint="imports nest too deeply") from None
     except ArchError as e:
         e.sources = {**loader.sources, **e.sources}
         raise

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ArchError, Limits, ParseError, Span, SpecImportError, did_you_mean
+from .errors import ArchError, LimitError, Limits, ParseError, Span, SpecImportError, did_you_mean
 from .syntax import BlockDef, Import, Let, parse
 
 LIBRARY = Path(__file__).parent / "lib"  # block libraries shipped with the package
@@ -36,9 +36,18 @@ def read_source(path: Path, limits: Limits, span: Span | None = None) -> str:
         if size > limits.source:
             raise ArchError("E006", f"{shown} is {size:,} bytes, over the source limit of {limits.source:,}",
                             span, hint="raise it with `--limit source=N`")
-        data = path.read_bytes()
-    except OSError as e:
-        raise SpecImportError("E070", f"cannot read {shown}: {e.strerror or e}", span) from None
+        with path.open("rb") as f:  # bounded: a device or pipe reports size 0 and may never end
+            data = f.read(limits.source + 1)
+    except (OSError, ValueError) as e:
+        raise SpecImportError("E070", f"cannot read {shown}: {getattr(e, 'strerror', None) or e}", span) from None
+    return decode_source(data, shown, limits, span)
+
+
+def decode_source(data: bytes, shown: str, limits: Limits, span: Span | None = None) -> str:
+    """Source bytes as text: over the source limit is E006, invalid UTF-8 is E003."""
+    if len(data) > limits.source:
+        raise ArchError("E006", f"{shown} is over the source limit of {limits.source:,} bytes", span,
+                        hint="raise it with `--limit source=N`")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -48,6 +57,22 @@ def read_source(path: Path, limits: Limits, span: Span | None = None) -> str:
                          hint="spec files must be UTF-8 text")
         err.sources = {shown: data.decode("utf-8", "replace")}
         raise err from None
+
+
+def _resolve(path: Path, span: Span | None) -> Path:
+    """``path.resolve()``, with the ways it can fail (a NUL byte, a symlink loop) as diagnostics."""
+    try:
+        return path.resolve()
+    except (OSError, ValueError, RuntimeError) as e:
+        raise SpecImportError("E070", f"cannot resolve {str(path)!r}: {getattr(e, 'strerror', None) or e}",
+                              span) from None
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long, say
+        return False
 
 
 class Loader:
@@ -63,7 +88,7 @@ class Loader:
 
     def load_file(self, path: str | Path) -> ModuleScope:
         path = Path(path)
-        resolved = path.resolve()
+        resolved = _resolve(path, None)
         self.roots = [resolved.parent, LIBRARY.resolve(), *self.extra_roots]
         self.main_dir = os.path.dirname(str(path))
         return self._load(resolved, str(path), None)
@@ -123,19 +148,25 @@ class Loader:
             target = LIBRARY / raw[4:]
         else:
             target = importer.parent / raw
-        resolved = target.resolve()
+        resolved = _resolve(target, item.span)
         if not any(resolved.is_relative_to(root) for root in self.roots):
             raise SpecImportError("E071", f"import {raw!r} leaves the allowed folders", item.span,
                                   notes=[f"it resolves to {resolved}",
                                          "allowed: " + ", ".join(str(r) for r in self.roots)],
                                   hint="imports stay inside the main spec's folder tree; "
                                        "allow another root with `--allow-import DIR`")
+        if len(self.loading) > self.limits.depth:
+            raise LimitError("E086", f"imports nested deeper than {self.limits.depth} files", item.span,
+                             hint="raise the limit with `--limit depth=N` if this is intended")
         if resolved in self.loading:
             chain = " -> ".join(p.name for p in self.loading[self.loading.index(resolved):]) + f" -> {resolved.name}"
             raise SpecImportError("E072", f"import cycle: {chain}", item.span)
-        if not resolved.is_file():
+        if not _is_file(resolved):
             here = target.parent
-            names = [p.name for p in here.glob("*.arch")] if here.is_dir() else []
+            try:
+                names = [p.name for p in here.glob("*.arch")] if here.is_dir() else []
+            except (OSError, ValueError):
+                names = []
             raise SpecImportError("E070", f"cannot find {raw!r}", item.span,
                                   hint=did_you_mean(target.name, names))
         shown = raw if raw.startswith("std/") else self._shown(resolved)

@@ -321,9 +321,20 @@ def _unescape(raw: str) -> str:
 class _Builder(Transformer_NonRecursive):
     """Lark callbacks (named after the grammar's rules) building the AST, without recursion."""
 
-    def __init__(self, file: str, text: str, line0: int = 0, col0: int = 0):
+    def __init__(self, file: str, text: str, line0: int = 0, col0: int = 0, nesting: int = 200):
         super().__init__()
         self.file, self.text, self.line0, self.col0 = file, text, line0, col0
+        self.nesting = nesting
+        self.lines = None  # the text split into lines, once, when an assert first needs it
+
+    def deep(self, node, *children):
+        """Record an expression's depth; refuse one deeper than the nesting limit (E005), so that
+        evaluating it can never exhaust the Python stack (operator chains have no brackets)."""
+        node.depth = d = 1 + max((getattr(c, "depth", 0) for c in children), default=0)
+        if d > self.nesting:
+            raise ParseError("E005", f"expression nested deeper than {self.nesting} levels", node.span,
+                             hint="split it with `let`, or raise the limit with `--limit nesting=N`")
+        return node
 
     def span(self, meta) -> Span:
         if meta.empty:
@@ -363,7 +374,9 @@ class _Builder(Transformer_NonRecursive):
         return Assert(self.span(meta), cond, message, self.text_of(cond.span))
 
     def text_of(self, span: Span) -> str:
-        lines = self.text.split("\n")
+        if self.lines is None:
+            self.lines = self.text.split("\n")
+        lines = self.lines
         line = lines[span.line - self.line0 - 1] if span.line - self.line0 - 1 < len(lines) else ""
         off = self.col0 if span.line - self.line0 == 1 else 0
         if span.line == span.end_line:
@@ -435,34 +448,34 @@ class _Builder(Transformer_NonRecursive):
 
     # expressions
     def ternary(self, meta, then, cond, other):
-        return Ternary(self.span(meta), cond, then, other)
+        return self.deep(Ternary(self.span(meta), cond, then, other), cond, then, other)
 
     def or_op(self, meta, a, b):
-        return BoolOp(self.span(meta), "or", a, b)
+        return self.deep(BoolOp(self.span(meta), "or", a, b), a, b)
 
     def and_op(self, meta, a, b):
-        return BoolOp(self.span(meta), "and", a, b)
+        return self.deep(BoolOp(self.span(meta), "and", a, b), a, b)
 
     def not_op(self, meta, a):
-        return Not(self.span(meta), a)
+        return self.deep(Not(self.span(meta), a), a)
 
     def compare(self, meta, *parts):
-        return Compare(self.span(meta), [str(p) for p in parts[1::2]], list(parts[0::2]))
+        return self.deep(Compare(self.span(meta), [str(p) for p in parts[1::2]], list(parts[0::2])), *parts[0::2])
 
     def binary(self, meta, a, op, b):
-        return Binary(self.span(meta), str(op), a, b)
+        return self.deep(Binary(self.span(meta), str(op), a, b), a, b)
 
     def unary(self, meta, op, a):
-        return Unary(self.span(meta), str(op), a)
+        return self.deep(Unary(self.span(meta), str(op), a), a)
 
     def call_expr(self, meta, func, args=None):
-        return CallExpr(self.span(meta), func, args or [])
+        return self.deep(CallExpr(self.span(meta), func, args or []), func, *(a.value for a in args or []))
 
     def index(self, meta, target, idx):
-        return Index(self.span(meta), target, idx)
+        return self.deep(Index(self.span(meta), target, idx), target, idx)
 
     def attr(self, meta, target, name):
-        return Attr(self.span(meta), target, str(name))
+        return self.deep(Attr(self.span(meta), target, str(name)), target)
 
     def number(self, meta, tok):
         text = str(tok).replace("_", "")
@@ -496,13 +509,16 @@ class _Builder(Transformer_NonRecursive):
         return TensorRef(self.span(meta), str(name))
 
     def tuple(self, meta, *items):
-        return TupleExpr(self.span(meta), [i for i in items if i is not None])
+        items = [i for i in items if i is not None]
+        return self.deep(TupleExpr(self.span(meta), items), *items)
 
     def list(self, meta, *items):
-        return ListExpr(self.span(meta), [i for i in items if i is not None])
+        items = [i for i in items if i is not None]
+        return self.deep(ListExpr(self.span(meta), items), *items)
 
     def dict(self, meta, *pairs):
-        return DictExpr(self.span(meta), [p for p in pairs if p is not None])
+        pairs = [p for p in pairs if p is not None]
+        return self.deep(DictExpr(self.span(meta), pairs), *(e for p in pairs for e in p))
 
     def pair(self, meta, k, v):
         return (k, v)
@@ -553,7 +569,8 @@ _EXPECT = {
 KEYWORDS = {"import", "block", "network", "let", "assert", "input", "output", "meta", "init", "for", "in", "if",
             "else", "tap", "and", "or", "not", "true", "false", "none", "concat", "add", "mean", "mul", "dense",
             "residual"}
-_FORBIDDEN = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]|[\x00-\x08\x0b\x0e-\x1f\x7f]")
+_FORBIDDEN = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c\u2028\u2029]|[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]"
+                        "|[\ud800-\udfff]")
 
 
 def check_text(text: str, file: str, line0: int = 0, col0: int = 0) -> None:
@@ -563,7 +580,7 @@ def check_text(text: str, file: str, line0: int = 0, col0: int = 0) -> None:
         line = text.count("\n", 0, m.start()) + 1
         col = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
         ch = m.group()
-        what = unicodedata.name(ch, "control character")
+        what = "lone surrogate" if "\ud800" <= ch <= "\udfff" else unicodedata.name(ch, "control character")
         raise ParseError("E002", f"forbidden character {what} (U+{ord(ch):04X})",
                          _span(file, line, col, line, col + 1, line0, col0),
                          hint="bidirectional and control characters can make code read differently "
@@ -613,7 +630,7 @@ def _parse(text: str, file: str, start: str, limits: Limits, line0: int = 0, col
         except UnexpectedInput as e:
             raise _syntax_error(e, parser, text, file, line0, col0) from None
     try:
-        return _Builder(file, text, line0, col0).transform(tree)
+        return _Builder(file, text, line0, col0, limits.nesting).transform(tree)
     except VisitError as e:
         raise e.orig_exc from None
 

@@ -65,19 +65,54 @@ def type_name(v) -> str:
             range: "range", Tensor: "tensor", BlockRef: "block", OpRef: "op"}.get(type(v), type(v).__name__)
 
 
-def show(v) -> str:
-    """A value as the language writes it."""
+def show(v, limit: int = 200) -> str:
+    """A value as the language writes it, cut to about ``limit`` characters: a diagnostic never
+    spends more than that on a value, however large or deeply nested."""
+    out: list[str] = []
+    _show(v, out, [limit], 0)
+    text = "".join(out)
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _show(v, out: list, budget: list, depth: int) -> None:
+    if budget[0] <= 0:
+        return
+    if isinstance(v, (list, tuple, dict)):
+        if depth > 20:
+            out.append("...")
+            return
+        opener, closer = ("[", "]") if isinstance(v, list) else ("{", "}") if isinstance(v, dict) else ("(", ")")
+        out.append(opener)
+        budget[0] -= 1
+        items = iter(v.items()) if isinstance(v, dict) else iter(v)
+        for i, item in enumerate(items):
+            if budget[0] <= 0:
+                out.append("...")
+                break
+            if i:
+                out.append(", ")
+            if isinstance(v, dict):
+                _show(item[0], out, budget, depth + 1)
+                out.append(": ")
+                item = item[1]
+            _show(item, out, budget, depth + 1)
+        if isinstance(v, tuple) and len(v) == 1:
+            out.append(",")
+        out.append(closer)
+        return
+    text = _scalar(v, budget[0])
+    budget[0] -= len(text)
+    out.append(text)
+
+
+def _scalar(v, limit: int) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if v is None:
         return "none"
     if isinstance(v, str):
-        return repr(v).replace("'", '"') if '"' not in v else repr(v)
-    if isinstance(v, (list, tuple)):
-        inner = ", ".join(show(x) for x in v)
-        return f"[{inner}]" if isinstance(v, list) else (f"({inner},)" if len(v) == 1 else f"({inner})")
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{show(k)}: {show(x)}" for k, x in v.items()) + "}"
+        cut = v[:limit + 1]
+        return repr(cut).replace("'", '"') if '"' not in cut else repr(cut)
     if isinstance(v, Tensor):
         return f"tensor {list(v.shape)}"
     if isinstance(v, BlockRef):
@@ -86,4 +121,6 @@ def show(v) -> str:
         return f"op {v.op}"
     if isinstance(v, range):
         return f"range({v.start}, {v.stop}, {v.step})"
+    if isinstance(v, int) and abs(v) >= 10**30:
+        return f"~10**{len(str(abs(v))) - 1}" if abs(v) < 10**4000 else "(a huge integer)"
     return repr(v)

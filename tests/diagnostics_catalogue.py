@@ -45,6 +45,7 @@ EXAMPLES = [
     Example("E003", b"network t() {\n  \xff\n}\n", 2, 3, "invalid UTF-8 at byte 16"),
     Example("E004", net("    let n = " + "9" * 5000), 3, 13, "number literal too long"),
     Example("E005", net("    let x = " + "[" * 210 + "]" * 210), 3, 212, "nested deeper than 200 levels"),
+    Example("E005", net("    let x = " + " + ".join(["1"] * 250)), 3, 13, "expression nested deeper than 200"),
     Example("E006", net("    relu"), None, None, "over the source limit of 10", {"limits": {"source": 10}}),
     Example("E010", net("    conv(8, 3) -> rleu"), 3, 19, "unknown op or block `rleu`"),
     Example("E011", net("    init convv = zeros\n    relu"), 3, 5, "unknown op `convv` in init"),
@@ -95,7 +96,12 @@ EXAMPLES = [
     Example("E083", net("    relu * 20"), 3, 5, "more than 10 ops", {"limits": {"nodes": 10}}),
     Example("E084", net("    relu * 1000000"), 3, 12, "over the repeat limit of 100,000"),
     Example("E085", net("    r()", "block r() {\n    relu -> r()\n}\n"), 2, 13, "nested deeper than 64"),
-    Example("E086", net("    let x = " + " + ".join(["1"] * 20000)), 1, 1, "nests too deeply"),
+    Example("E086", net("    r(100000)", "block r(n) {\n    if n > 0 { relu -> r(n - 1) }\n}\n"), 4, 1,
+            "nests too deeply", {"limits": {"depth": 10**6, "nodes": 10**6}}),
+    Example("E086", 'import "a0.arch"\n' + net("    relu"), 1, 1, "imports nested deeper than 64",
+            files={f"a{i}.arch": f'import "a{i + 1}.arch"\n' for i in range(70)}, file="a63.arch"),
+    Example("E087", net("    for i in range(100000) { for j in range(100000) { } }"), 3, 30,
+            "elaboration needs over 1,000,000 steps"),
     Example("E090", net("    relu"), None, None, "unknown limit `nodez`", {"limits": {"nodez": 5}}),
 ]
 
