@@ -155,6 +155,10 @@ def main(argv=None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:  # an output that cannot be written (unreadable inputs are diagnostics, E070)
+        where = f" {e.filename}" if e.filename else ""
+        print(f"archdsl: error:{where}: {e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

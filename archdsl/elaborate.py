@@ -843,14 +843,15 @@ class Elaborator:
         if op == "+" and type(a) is type(b) and isinstance(a, (str, list, tuple)):
             if len(a) + len(b) > self.limits.sequence:
                 raise _Oops("E057", f"a sequence of {len(a) + len(b):,} items is over the limit of "
-                            f"{self.limits.sequence:,}")
+                            f"{self.limits.sequence:,}", _RAISE_SEQUENCE)
             if self.measure(a) + self.measure(b) > self.limits.sequence:  # before allocating
                 raise _Oops("E057", f"a value of over {self.limits.sequence:,} items (nested ones counted) "
                             "is over the limit", "raise it with `--limit sequence=N`")
             return a + b
         if op == "*" and (isinstance(a, (str, list, tuple)) and isinstance(b, int) and not isinstance(b, bool)):
             if len(a) * max(b, 0) > self.limits.sequence:
-                raise _Oops("E057", f"a sequence of {len(a) * b:,} items is over the limit of {self.limits.sequence:,}")
+                raise _Oops("E057", f"a sequence of {len(a) * b:,} items is over the limit of {self.limits.sequence:,}",
+                            _RAISE_SEQUENCE)
             if self.measure(a) * max(b, 0) > self.limits.sequence:  # before allocating
                 raise _Oops("E057", f"a value of over {self.limits.sequence:,} items (nested ones counted) "
                             "is over the limit", "raise it with `--limit sequence=N`")
@@ -875,7 +876,8 @@ class Elaborator:
 
     def check_len(self, seq):
         if len(seq) > self.limits.sequence:
-            raise _Oops("E057", f"a sequence of {len(seq):,} items is over the limit of {self.limits.sequence:,}")
+            raise _Oops("E057", f"a sequence of {len(seq):,} items is over the limit of {self.limits.sequence:,}",
+                        _RAISE_SEQUENCE)
         return seq
 
     def _call(self, e, ctx, x):
@@ -951,6 +953,7 @@ _COMPARE = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operat
             ">": operator.gt, ">=": operator.ge}
 
 
+_RAISE_SEQUENCE = "raise it with `--limit sequence=N`"
 _LEAVES = frozenset({int, float, bool, type(None), Tensor, BlockRef, OpRef})  # values with no items
 _SEQS = (list, tuple, dict)
 
@@ -1010,7 +1013,8 @@ def _range(ev, *args):
         raise _Oops("E052", "range step must not be zero")
     r = range(*args)
     if len(r) > ev.limits.sequence:
-        raise _Oops("E057", f"a range of {len(r):,} items is over the limit of {ev.limits.sequence:,}")
+        raise _Oops("E057", f"a range of {len(r):,} items is over the limit of {ev.limits.sequence:,}",
+                    _RAISE_SEQUENCE)
     return r
 
 
