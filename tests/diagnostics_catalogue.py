@@ -118,7 +118,7 @@ def run(example: Example, folder: Path) -> archdsl.ArchError:
     try:
         archdsl.check(path, **example.kwargs)
     except archdsl.ArchError as e:
-        e.rendered = e.render().replace(str(folder / "proj") + "/", "").replace(str(folder), "/home/me")
+        e.rendered = e.render().replace(str(folder / "proj") + "/", "").replace(str(folder), "/home/me").replace(str(HERE.parent), "<archdsl>")
         return e
     raise AssertionError(f"{example.code}: no error")
 
