@@ -862,7 +862,7 @@ class Pad(Op):
 
     def shape(self, a, xs):
         (cb, ca), (sb, sa) = self.sides(a["channels"]), self.sides(a["spatial"])
-        x = xs[0]
+        x = spatial(xs, "pad", ranks=(1, 2, 3))  # torch's ConstantPad modules go up to 3 dims
         return (x[0] + cb + ca, *(n + sb + sa for n in x[1:]))
 
     def module(self, a, xs, y):

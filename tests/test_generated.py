@@ -105,21 +105,9 @@ def test_generated_specs_match_torch(spec):
                                           time.perf_counter() - start))
 
 
-# Bugs the generator found outside the front end, each reduced to a minimal spec. The generator
-# avoids them (so the runs above stay green); strict xfail turns each red once it is fixed, so
-# that the avoidance in archgen.py is removed too.
-KNOWN_BUGS = {
-    "pad on a volume": "network t() {\n    input image: [1, 3, 3, 3]\n    pad(channels=1, spatial=1)\n}\n",
-}
-
-
-@pytest.mark.parametrize("name", list(KNOWN_BUGS))
-@pytest.mark.xfail(strict=True, reason="reported: ops.py Pad.module names nn.ConstantPad4d for a (C, D, H, W) input")
-def test_known_bug(name):
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("archdsl.compile")
-    spec = KNOWN_BUGS[name]
-    graph = archdsl.check(spec, text=True)
-    model = archdsl.loads(spec, seed=0).eval()
-    y = model(torch.randn(2, *graph.node(graph.inputs["image"])["shape"]))
-    assert tuple(y.shape[1:]) == graph.node(graph.outputs[0].node)["shape"]
+def test_pad_on_a_volume_is_refused():
+    """Found by the generator: torch has no ConstantPad4d, so `pad` takes inputs of up to 3 dims."""
+    spec = "network t() {\n    input image: [1, 3, 3, 3]\n    pad(channels=1, spatial=1)\n}\n"
+    with pytest.raises(archdsl.ArchError) as info:
+        archdsl.check(spec, text=True)
+    assert info.value.code == "E041" and (info.value.span.line, info.value.span.col) == (3, 5)
