@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from . import syntax as A
-from .errors import (ArchError, AssertionFailed, ElaborationError, Frame, LimitError, Limits, ShapeError, Span,
+from .errors import (AssertionFailed, ElaborationError, Frame, LimitError, Limits, ShapeError, Span,
                      did_you_mean)
 from .initializers import SCHEMES
 from .ir import ArchGraph, InitRule, OutputSpec, Scope

@@ -51,7 +51,7 @@ def main() -> None:
         if spec.exists():
             g = archdsl.check(spec)
             rows.append((f"check {name} (warm, {len(g)} ops)", warm(spec) * 1e3, 50 if name == "resnet152" else None))
-            rows.append((f"  ... parsing again each time", warm(spec, reparse=True) * 1e3, None))
+            rows.append(("  ... parsing again each time", warm(spec, reparse=True) * 1e3, None))
     rows.append(("`archdsl check specs/resnet50.arch -q` (process)", process(["check", "specs/resnet50.arch", "-q"]) * 1e3, 500))
     probe = "import sys, archdsl.cli; archdsl.cli.main(['check', 'specs/resnet50.arch', '-q']); print('torch' in sys.modules)"
     torch_loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT).stdout.split()[-1]

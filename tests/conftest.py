@@ -34,3 +34,13 @@ def error_of(source, **kwargs) -> archdsl.ArchError:
     with pytest.raises(archdsl.ArchError) as info:
         archdsl.check(source, **kwargs)
     return info.value
+
+
+def state_suffixes(d: dict) -> list[str]:
+    """The state_dict entries of the torch module an IR node with weights or buffers becomes."""
+    op, a = d["op"], d["attrs"]
+    if op in ("conv", "linear"):
+        return ["weight"] + (["bias"] if a["bias"] else [])
+    if op == "bn":
+        return (["weight", "bias"] if a["affine"] else []) + ["running_mean", "running_var", "num_batches_tracked"]
+    raise AssertionError(f"{d['name']}: no state_dict suffixes known for op `{op}`")

@@ -15,10 +15,10 @@ NETWORKS = [e for e in EXAMPLES if re.search(r"^network ", e, re.M)]
 
 def test_every_construct_has_examples():
     assert len(NETWORKS) >= 12
-    text = "\n".join(NETWORKS)
+    text = "\n".join(EXAMPLES)
     for construct in ("import", "block ", "let ", "for ", "if ", "else", "assert", "concat {", "add(", "mean(",
                       "mul {", "dense {", "residual(", "tap(", "output ", "meta ", "init ", "@", "* (", "->"):
-        assert construct in "\n".join(EXAMPLES), construct
+        assert construct in text, construct
 
 
 @pytest.mark.parametrize("text", NETWORKS, ids=[re.search(r"^network (\w+)", e, re.M).group(1) for e in NETWORKS])

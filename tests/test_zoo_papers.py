@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 import archdsl
-from conftest import ROOT, checked
+from archdsl.zoo import source_lines
+from conftest import ROOT, checked, state_suffixes
 from zoo_reference_papers import BY_SPEC, ROWS, PaperRow
 
 torch = pytest.importorskip("torch")
@@ -46,16 +47,6 @@ def spec_path(row: PaperRow | str) -> Path:
     return SPEC_DIR / f"{row if isinstance(row, str) else row.spec}.arch"
 
 
-def state_suffixes(d: dict) -> list[str]:
-    """The state_dict entries of the torch module an IR node with weights or buffers becomes."""
-    op, a = d["op"], d["attrs"]
-    if op in ("conv", "linear"):
-        return ["weight"] + (["bias"] if a["bias"] else [])
-    if op == "bn":
-        return (["weight", "bias"] if a["affine"] else []) + ["running_mean", "running_var", "num_batches_tracked"]
-    raise AssertionError(f"no state_dict rule for op {op}")
-
-
 def state_keys(graph) -> list[str]:
     keys = []
     for n in graph.nodes():
@@ -63,24 +54,6 @@ def state_keys(graph) -> list[str]:
         if d["params"] or d["buffers"]:
             keys += [f"{d['name']}.{s}" for s in state_suffixes(d)]
     return keys
-
-
-def code_lines(path: Path, seen: set | None = None) -> int:
-    """Non-blank, non-comment lines of a spec and, once each, of the files it imports."""
-    seen = set() if seen is None else seen
-    path = path.resolve()
-    if path in seen:
-        return 0
-    seen.add(path)
-    count = 0
-    for line in path.read_text().splitlines():
-        s = line.strip()
-        if not s or s.startswith("#"):
-            continue
-        count += 1
-        for target in re.findall(r'import\s+"([^"]+)"', s):
-            count += code_lines(path.parent / target, seen)
-    return count
 
 
 def paper_figure(text: str) -> float:
@@ -111,7 +84,7 @@ def test_static(row):
     assert graph.params["size"] == row.input[1] == row.input[2]  # `size` is a network parameter
     assert isinstance(graph.meta.get("paper"), str) and isinstance(graph.meta.get("year"), int)
     assert graph.meta.get("reference") == row.reference     # `archdsl zoo` reads it
-    lines = code_lines(path)
+    lines = source_lines(path)
     assert lines <= LINE_BUDGET, f"{row.spec}: {lines} lines with its imports, budget {LINE_BUDGET}"
     first = path.read_text().lstrip().splitlines()[0]
     assert first.startswith("#"), "the file opens with a comment naming the paper"

@@ -22,7 +22,7 @@ import pytest
 
 import archdsl
 from archdsl.zoo import source_lines
-from conftest import ROOT, checked
+from conftest import ROOT, checked, state_suffixes
 from zoo_reference import ROWS, ZooRow
 
 torch = pytest.importorskip("torch")
@@ -50,16 +50,6 @@ def build_reference(row: ZooRow, meta: bool = False, **extra):
         with torch.device("meta"):
             return ctor(**kwargs)
     return ctor(**kwargs)
-
-
-def state_suffixes(d: dict) -> list[str]:
-    """The state_dict entries of the torch module an IR node with weights or buffers becomes."""
-    op, a = d["op"], d["attrs"]
-    if op in ("conv", "linear"):
-        return ["weight"] + (["bias"] if a["bias"] else [])
-    if op == "bn":
-        return (["weight", "bias"] if a["affine"] else []) + ["running_mean", "running_var", "num_batches_tracked"]
-    raise AssertionError(f"{d['name']}: no state_dict suffixes known for op `{op}`")
 
 
 def weighted_nodes(graph) -> list[dict]:
