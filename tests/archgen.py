@@ -885,7 +885,10 @@ class Gen:
         env = {"c": c, "stride": 1, **({"width": x[0]} if len(params) == 3 else {})}
         inner = Sim(env, x)
         first = Chain([Op("conv", (var("c"), lit(3)), (("stride", var("stride")), ("pad", lit(1))))])
-        rest = self.body(first.run(Sim(dict(env), x), x), inner,
+        after = self.fits(first, Sim(dict(env), x), x)
+        if after is None:  # too big a tensor here
+            return Op("relu", bare=True)
+        rest = self.body(after, inner,
                          {"labels": True, "depth": ctx.get("depth", 0) + 1}, self.int(0, 2))
         block = BlockDef(name, params, Body([first] + rest.stmts))
         self.blocks.append(block)
