@@ -29,8 +29,8 @@ def loads(text, **kwargs):
 
 
 def render(source, **kwargs):
-    """Draw a spec or IR with Graphviz (see ``archdsl.render.render``)."""
-    from .render import render as _render
+    """Draw a spec or IR with Graphviz (see ``archdsl.draw.render``)."""
+    from .draw import render as _render
     return _render(source, **kwargs)
 
 

@@ -122,7 +122,7 @@ def _delegate(module: str, function: str):
 COMMANDS = {
     "check": cmd_check,
     "compile": _delegate("compile", "cli"),
-    "render": _delegate("render", "cli"),
+    "render": _delegate("draw", "cli"),
     "summary": _delegate("analyze", "cli_summary"),
     "chart": _delegate("analyze", "cli_chart"),
     "compare": _delegate("analyze", "cli_compare"),

@@ -11,8 +11,8 @@ from .loader import Loader
 
 
 def is_text(source) -> bool:
-    """Spec text rather than a path: it has a newline or a brace."""
-    return isinstance(source, str) and ("\n" in source or "{" in source)
+    """Spec text rather than a path: it has a newline or a brace, or is blank."""
+    return isinstance(source, str) and ("\n" in source or "{" in source or not source.strip())
 
 
 def check(source: str | os.PathLike, *, network: str | None = None, inputs: dict | None = None,

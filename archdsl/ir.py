@@ -121,7 +121,7 @@ class ArchGraph:
         return len(self.table)
 
     def _repr_svg_(self) -> str:
-        from .render import render
+        from .draw import render
         return render(self).svg()
 
     # --- invariants

@@ -357,3 +357,7 @@ def test_library_lets_are_visible_to_its_blocks_and_importers(tmp_path):
 def test_reserved_word_as_name():
     e = error_of(net("    b()", blocks="block b(init = 4) { relu }"))
     assert e.code == "E001" and e.message == "`init` is a reserved word" and (e.span.line, e.span.col) == (1, 9)
+
+
+def test_empty_text_is_a_spec_without_network():
+    assert error_of("").code == "E014"

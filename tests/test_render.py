@@ -11,7 +11,7 @@ import pytest
 
 import archdsl
 from archdsl.cli import main
-from archdsl.render import OptionError, render
+from archdsl.draw import OptionError, render
 
 from conftest import ROOT, SPECS
 
@@ -83,7 +83,7 @@ def test_every_spec_renders_deterministically_within_one_page(spec):
 
 
 def test_dot_text_does_not_depend_on_hash_seeds():
-    code = "import archdsl.render as r, sys; sys.stdout.write(r.render(sys.argv[1]).dot)"
+    code = "import archdsl.draw as r, sys; sys.stdout.write(r.render(sys.argv[1]).dot)"
     outs = [subprocess.run([sys.executable, "-c", code, str(ROOT / "specs" / "googlenet.arch")], check=True,
                            capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
             for seed in ("1", "2")]
@@ -228,3 +228,9 @@ def test_cli_errors_without_a_drawing(tmp_path, capsys):
     assert main(["render", str(tmp_path / "typo.arch"), "-o", str(tmp_path / "typo.svg")]) == 1
     assert not (tmp_path / "typo.svg").exists() and not (tmp_path / "typo.dot").exists()
     assert "error[E" in capsys.readouterr().err
+
+
+def test_render_function_survives_the_module_import():
+    import archdsl.draw  # noqa: F401  (importing the stage must not shadow archdsl.render)
+    g = archdsl.check("network t() {\n input x: [3, 8, 8]\n relu\n}", text=True)
+    assert archdsl.render(g).dot == archdsl.render(g).dot
