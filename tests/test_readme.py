@@ -28,3 +28,11 @@ def test_readme_starts_with_the_two_commands():
     block = lines[lines.index("```sh") + 1:lines.index("```")]
     assert [line.split("#")[0].strip() for line in block] == ["bash scripts/demo.sh", "bash scripts/test.sh"]
     assert "bash scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_spec_is_in_a_reference_table():
+    """Registry-driven: a new spec must get a row (parameter count, shapes, parity or paper figure)."""
+    from zoo_reference import ROWS as TORCHVISION
+    from zoo_reference_papers import ROWS as PAPERS
+    tabled = {r.spec.removesuffix(".arch") for r in TORCHVISION} | {r.spec for r in PAPERS}
+    assert {p.stem for p in (ROOT / "specs").glob("*.arch")} == tabled
