@@ -3,6 +3,9 @@
     import archdsl
     ir = archdsl.check("specs/resnet50.arch")            # the elaborated, shape-checked IR
     model = archdsl.load("specs/resnet50.arch", classes=10)  # a torch.nn.Module
+
+What names a spec: a string containing a newline (or any string with ``text=True``)
+is spec text; anything else is a path (see ``archdsl.frontend``).
 """
 from __future__ import annotations
 
@@ -23,9 +26,9 @@ def load(path, **kwargs):
 
 
 def loads(text, **kwargs):
-    """Compile spec text into a ``torch.nn.Module``."""
-    from .compile import loads as _loads
-    return _loads(text, **kwargs)
+    """Compile spec text into a ``torch.nn.Module`` (``text`` is spec text even without a newline)."""
+    from .compile import load as _load
+    return _load(text, **{"text": True, **kwargs})  # (`text` reaches archdsl.check with the network parameters)
 
 
 def render(source, **kwargs):

@@ -360,4 +360,6 @@ def test_reserved_word_as_name():
 
 
 def test_empty_text_is_a_spec_without_network():
-    assert error_of("").code == "E014"
+    assert error_of("", text=True).code == "E014"
+    assert error_of("\n").code == "E014"
+    assert error_of("").code == "E070"  # a string without a newline is a path (issue 10, item 19)

@@ -204,8 +204,8 @@ def main_with(root: Path, target: str, call: str = "ok()") -> Path:
     ("/dev/zero", "E073"),
     ("lib/ok.arch.py", "E073"),
     ("missing.arch", "E070"),
-    ("dir.arch", "E070"),
-    ("fifo.arch", "E070"),
+    ("dir.arch", "E074"),
+    ("fifo.arch", "E074"),
     ("loop.arch", "E070"),
     ("main.arch", "E072"),
     ("lib/\\0.arch", "E070"),
@@ -392,7 +392,8 @@ LIMITS = {  # limit -> (spec just over the default, its code, the raised limits 
 
 
 def test_every_limit_is_tested():
-    assert set(LIMITS) == set(Limits.FIELDS)
+    # `memory` bounds load, not check: tests/test_hardening_compile.py::test_memory_limit_replaces_the_probe
+    assert set(LIMITS) | {"memory"} == set(Limits.FIELDS)
 
 
 @pytest.mark.parametrize("limit", list(LIMITS))
