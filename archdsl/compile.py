@@ -2,23 +2,32 @@
 
 The source is both what runs and what ``archdsl compile -o`` writes (``model.code``).
 ``__init__`` builds a module for each op that owns one, at the op's IR name (nested
-``nn.ModuleDict`` containers, so ``state_dict`` keys are the IR names), then applies
-the spec's ``init`` rules. ``forward`` is straight-line code: one local per live tensor,
-freed right after its last use, and in-place ops only where that is provably safe.
-Train-only outputs (taps) are computed under ``if self.training:``.
+``nn.ModuleDict`` containers, so ``state_dict`` keys are the IR names; see
+:func:`is_attribute` for which names are attributes), then applies the spec's ``init``
+rules. ``forward`` is straight-line code: one local per live tensor, freed right after its
+last use, and in-place ops only where that is provably safe. Train-only outputs (taps)
+are computed under ``if self.training:``. The source stays flat whatever the spec: one
+statement per module or container, long joins accumulated ``_CHUNK`` inputs at a time,
+long module paths walked in steps, so Python's compiler never meets deep nesting.
 
-Pickling (``torch.save(model)``, ``copy.deepcopy``): a compiled class pickles as its
-source text and the instance state; loading re-executes the source (cached).
+Pickling (``torch.save(model)``, ``copy.deepcopy``): a model pickles as plain data, its
+spec's loading record and its tensors; unpickling (:func:`rebuild_model`, the one function
+to allow-list for ``torch.load(weights_only=True)``) elaborates the spec again from those
+texts and runs only code the generator writes, never source found in the pickle.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import itertools
+import json
 import keyword
 import linecache
 import math
+import pickle
 import re
+import resource
 from collections import Counter
 from types import SimpleNamespace
 
@@ -30,12 +39,16 @@ from .errors import ArchError, LimitError, Limits
 from .files import write_atomic
 from .frontend import check
 from .initializers import init_weights
-from .ir import ArchGraph, match_init
+from .ir import ArchGraph, InitRules
 from .ops import HELPERS, OPS
 
 _PART = re.compile(r"[A-Za-z0-9_]+")
 _CTOR = re.compile(r"nn\.[A-Za-z0-9_]+")
 _GLOBALS = {"self", "torch", "nn", "F", "collections", "init_weights", "getattr", "setattr", *HELPERS}
+_LOCALS = _GLOBALS | {"mod"}   # names forward's parameters may not take (`mod`: a module reached in steps)
+_CHAIN = 100                   # at most this many `[...]` in one expression reaching a module
+_CHUNK = 64                    # at most this many inputs of a join in one expression
+_RUN = 8                       # this many siblings built alike or more: one loop in __init__
 _TOP_RESERVED = set(dir(nn.Module())) | {"code", "ir"}
 _DICT_RESERVED = set(dir(nn.ModuleDict()))
 
@@ -53,44 +66,212 @@ def load(path, *, device=None, dtype=None, seed=None, network=None, inputs=None,
 
 
 def loads(text: str, **kwargs) -> nn.Module:
-    """Compile spec text into a module (the keywords of :func:`load`)."""
-    return load(text, **kwargs)
+    """Compile spec text into a module (the keywords of :func:`load`); one line is text too."""
+    return load(text, **{"text": True, **kwargs})
 
 
 def compile_graph(graph: ArchGraph, *, device=None, dtype=None, seed=None, limits=None) -> nn.Module:
-    """Build the module for an IR. The parameter limit is checked before anything is allocated."""
+    """Build the module for an IR. The parameter limit (E082) and the memory the weights need
+    (E088, :func:`check_memory`) are checked before anything is allocated; an allocation torch
+    refuses anyway is E089. ``device="meta"`` builds a model without allocating its tensors."""
     limits = limits if isinstance(limits, Limits) else Limits.of(limits)
     if graph.total_params > limits.params:
         raise LimitError("E082", f"the network has {graph.total_params:,} parameters, over the limit of "
                          f"{limits.params:,}", hint="raise it with `--limit params=N`")
-    cls = _load_class(export_source(graph), class_name(graph.network))
-    if seed is None:
-        model = cls()
-    else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = cls()
+    check_memory(graph, device, dtype, limits)
+    cls = _load_class(export_source(graph, limits), class_name(graph.network))
+    try:
+        model = _build(cls, seed, device)
+        if device is not None or dtype is not None:
+            model.to(device=device, dtype=dtype)
+    except (MemoryError, RuntimeError) as e:
+        if not _is_out_of_memory(e):
+            raise
+        first = str(e).strip().split("\n")[0] or type(e).__name__
+        first = re.sub(r"^\[enforce fail at [^\]]*\]\s*(err == 0\.\s*)?", "", first)   # c10's prefix
+        d = graph.node(_largest(graph))
+        err = LimitError("E089", f"allocating the weights failed: {first}", d["span"], stack=d["stack"],
+                         label="the largest layer", hint="free memory, build a smaller network, or load it on "
+                         "another device")
+        err.sources = graph.sources
+        raise err from None
     model.ir = graph
-    if device is not None or dtype is not None:
-        model.to(device=device, dtype=dtype)
     return model
 
 
-def export_source(graph: ArchGraph) -> str:
-    """The standalone PyTorch source of the network: one ``nn.Module`` class, torch imports only."""
-    return _Codegen(graph).source()
+def _build(cls, seed, device) -> nn.Module:
+    """An instance, initialised from ``seed`` without touching the global RNG. On the meta device
+    nothing is allocated (the model only describes its tensors); elsewhere it is built on the
+    CPU, so that a seed gives the same weights whatever the device."""
+    meta = device is not None and torch.device(device).type == "meta"
+    with torch.device("meta") if meta else contextlib.nullcontext():
+        if seed is None:
+            return cls()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return cls()
 
 
-def run_compile(graph: ArchGraph, out_path) -> None:
+def _is_out_of_memory(e: BaseException) -> bool:
+    """Is this exception torch (or Python) failing to allocate memory?"""
+    if isinstance(e, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(e).lower()
+    return "can't allocate" in text or "out of memory" in text or "not enough memory" in text
+
+
+# ----------------------------------------------------------------------------- memory
+
+FRACTION = 0.8   # of the memory the process can get, the most the weights may take
+
+
+def check_memory(graph: ArchGraph, device=None, dtype=None, limits: Limits | None = None) -> None:
+    """Refuse (E088) weights that would not fit, before anything is allocated.
+
+    The weights (parameters and buffers) are built on the CPU at torch's default dtype, then
+    moved and cast: the CPU must hold the larger of the two sizes when they stay there, the
+    device the cast size when they move. Each is compared with ``limits.memory`` bytes when
+    that is set (``--limit memory=BYTES``: the user's word replaces the probe), otherwise with
+    ``FRACTION`` of what :func:`memory_available` says the process can get there."""
+    limits = limits or Limits()
+    target = torch.device(device) if device is not None else torch.device("cpu")
+    if target.type == "meta":
+        return
+    elements = graph.total_params + graph.total_buffers
+    built = torch.get_default_dtype()
+    cast = dtype if isinstance(dtype, torch.dtype) else built
+    if target.type == "cpu":
+        widest = max(built, cast, key=lambda t: t.itemsize)
+        needs = [(target, elements * widest.itemsize, widest)]
+    else:
+        needs = [(torch.device("cpu"), elements * built.itemsize, built), (target, elements * cast.itemsize, cast)]
+    for where, need, what in needs:
+        if limits.memory:
+            if need > limits.memory:
+                _memory_error(graph, need, what, where, f"over the memory limit of {human_bytes(limits.memory)}")
+            continue
+        avail, source = memory_available(where)
+        if avail is not None and need > FRACTION * avail:
+            _memory_error(graph, need, what, where, f"more than {FRACTION:.0%} of the {human_bytes(avail)} the "
+                          f"process can get on {'the CPU' if where.type == 'cpu' else where} ({source})")
+
+
+def _largest(graph: ArchGraph) -> int:
+    """The node with the most weights, where a diagnostic about their memory points."""
+    return max(graph.nodes(), key=lambda n: graph.node(n)["params"] + graph.node(n)["buffers"])
+
+
+def _memory_error(graph: ArchGraph, need: int, dtype, where, why: str):
+    d = graph.node(_largest(graph))
+    size = (d["params"] + d["buffers"]) * dtype.itemsize
+    err = LimitError("E088", f"the weights need {human_bytes(need)} ({graph.total_params + graph.total_buffers:,} "
+                     f"parameters and buffers as {str(dtype).removeprefix('torch.')}), {why}",
+                     d["span"], stack=d["stack"], notes=[f"the largest layer, `{d['name']}` ({d['op']}), takes "
+                                                         f"{human_bytes(size)}"],
+                     hint="build a smaller network, or raise the limit with `--limit memory=BYTES` "
+                          "(e.g. memory=64*2**30) if the memory is really there", label="the largest layer")
+    err.sources = graph.sources
+    raise err
+
+
+def human_bytes(n: float) -> str:
+    """``34359738368`` -> ``32.0 GiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def memory_available(device) -> tuple[int | None, str]:
+    """The bytes this process can still allocate on ``device`` and what says so (None: unknown).
+    On the CPU the smallest of ``MemAvailable``, the cgroup's headroom and ``RLIMIT_AS`` less the
+    address space in use; on a CUDA device its free memory."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        try:
+            free, _ = torch.cuda.mem_get_info(device)
+        except (RuntimeError, AssertionError):   # no such device: moving the model will say so
+            return None, "unknown"
+        return free, "its free memory"
+    if device.type != "cpu":
+        return None, "unknown"
+    found = [x for x in (_mem_available(), _cgroup_headroom(), _address_space_left()) if x[0] is not None]
+    return min(found) if found else (None, "unknown")
+
+
+def _read(path) -> str | None:
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return f.read(1 << 16)
+    except OSError:
+        return None
+
+
+def _proc_field(text: str | None, key: str) -> int | None:
+    """``key:  123 kB`` of a /proc file, in bytes."""
+    for line in (text or "").splitlines():
+        name, _, value = line.partition(":")
+        if name == key and value.split() and value.split()[0].isdigit():
+            return int(value.split()[0]) * (1024 if value.strip().endswith("kB") else 1)
+    return None
+
+
+def _mem_available(proc="/proc") -> tuple[int | None, str]:
+    return _proc_field(_read(f"{proc}/meminfo"), "MemAvailable"), "MemAvailable in /proc/meminfo"
+
+
+def _cgroup_headroom(proc="/proc", root="/sys/fs/cgroup") -> tuple[int | None, str]:
+    """The smallest ``limit - usage`` of the process's memory cgroup and its ancestors: cgroup v2's
+    ``memory.max - memory.current``, else v1's ``memory.limit_in_bytes - memory.usage_in_bytes``."""
+    best = (None, "cgroup")
+    for line in (_read(f"{proc}/self/cgroup") or "").splitlines():
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if controllers == "" and path:        # v2: "0::/path"
+            folder, files = root, ("memory.max", "memory.current")
+        elif "memory" in controllers.split(","):
+            folder, files = f"{root}/memory", ("memory.limit_in_bytes", "memory.usage_in_bytes")
+        else:
+            continue
+        parts = [p for p in path.strip().split("/") if p and p != ".."]
+        for depth in range(len(parts), -1, -1):   # the cgroup itself, then each ancestor
+            here = "/".join([folder, *parts[:depth]])
+            limit, usage = (_read(f"{here}/{name}") for name in files)
+            if limit is None or usage is None or not limit.strip().isdigit() or not usage.strip().isdigit():
+                continue
+            if int(limit) >= 2**60:              # v1 writes "no limit" as a huge number
+                continue
+            left = max(0, int(limit) - int(usage))
+            if best[0] is None or left < best[0]:
+                best = (left, f"cgroup {here}/{files[0]}")
+    return best
+
+
+def _address_space_left(proc="/proc") -> tuple[int | None, str]:
+    """``RLIMIT_AS`` less the virtual size in use, when the limit is set."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None, "RLIMIT_AS"
+    used = _proc_field(_read(f"{proc}/self/status"), "VmSize") or 0
+    return max(0, soft - used), "RLIMIT_AS less the address space in use"
+
+
+def export_source(graph: ArchGraph, limits=None) -> str:
+    """The standalone PyTorch source of the network: one ``nn.Module`` class, torch imports only.
+    ``limits``: ``steps`` bounds the matching of init rules to layers."""
+    return _Codegen(graph, limits if isinstance(limits, Limits) else Limits.of(limits)).source()
+
+
+def run_compile(graph: ArchGraph, out_path, limits=None) -> None:
     """Write the standalone source to ``out_path`` atomically."""
-    write_atomic(out_path, export_source(graph))
+    write_atomic(out_path, export_source(graph, limits))
 
 
 def cli(args) -> int:
     """``archdsl compile FILE -o OUT.py``."""
     from .cli import check_args
-    graph = check(args.file, **check_args(args))
-    run_compile(graph, args.output)
+    kwargs = check_args(args)
+    graph = check(args.file, **kwargs)
+    run_compile(graph, args.output, kwargs.get("limits"))
     print(f"wrote {args.output}: class {class_name(graph.network)}, {graph.total_params:,} parameters")
     return 0
 
@@ -119,14 +300,75 @@ def _load_class(source: str, name: str) -> type:
     return cls
 
 
+# ----------------------------------------------------------------------------- pickling
+
+PICKLE_VERSION = 1
+
+
 def _reduce_ex(self, protocol):
-    """Pickle a compiled model as (source, class name) and its state."""
-    return _rebuild, (type(self).code, type(self).__name__), self.__dict__
+    """Pickle a compiled model as what it is: its spec's loading record (``ir.record``: every
+    source text, the network, parameters, inputs and limits), the plugins it needs, and its
+    tensors and modes, all plain data, for :func:`rebuild_model` to rebuild."""
+    record = getattr(getattr(self, "ir", None), "record", None)
+    if record is None:
+        raise pickle.PicklingError(f"{type(self).__name__} was compiled from an IR without a loading record "
+                                   "(graph.record); only models of checked specs can be pickled")
+    if record.get("opaque"):
+        raise pickle.PicklingError(f"{type(self).__name__} cannot be pickled: parameter "
+                                   f"{', '.join(map(str, record['opaque']))} is not plain data")
+    return rebuild_model, ({
+        "version": PICKLE_VERSION, "record": record, "plugins": [],
+        "state": dict(self.state_dict(keep_vars=False)),
+        "training": {name: m.training for name, m in self.named_modules()},
+        "frozen": [name for name, p in self.named_parameters() if not p.requires_grad],
+    },)
 
 
-def _rebuild(source: str, name: str) -> nn.Module:
-    cls = _load_class(source, name)
-    return cls.__new__(cls)
+def rebuild_model(payload: dict) -> nn.Module:
+    """Unpickle a compiled model: elaborate its spec again from the record's in-memory texts (no
+    file is read), generate its code, build it on the meta device and take the pickled tensors.
+    Nothing the pickle holds is executed: its texts go through the parser and elaborator like
+    any spec, and the only code that runs is what the code generator writes. A malformed payload
+    is E075; the plugins it names must be loaded (there are none yet, so any is refused)."""
+    from .frontend import check_files
+    payload = _valid_payload(payload)
+    if payload["plugins"]:
+        raise ArchError("E075", f"the model needs plugin ops that are not loaded: {', '.join(payload['plugins'])}",
+                        hint="load the plugins before unpickling the model")
+    graph = check_files(payload["record"])
+    limits = Limits.of(payload["record"]["limits"])
+    cls = _load_class(export_source(graph, limits), class_name(graph.network))
+    model = _build(cls, None, "meta")   # every tensor of every op is in its state_dict, so none stays on meta
+    try:
+        model.load_state_dict(payload["state"], strict=True, assign=True)
+    except RuntimeError as e:   # keys or shapes that are not the spec's
+        raise ArchError("E075", f"the pickled tensors do not fit the spec: {str(e).splitlines()[0]}",
+                        hint="the pickle was not made from this spec") from None
+    for name, m in model.named_modules():
+        m.training = payload["training"].get(name, m.training)
+    for name, p in model.named_parameters():
+        p.requires_grad_(name not in payload["frozen"])
+    model.ir = graph
+    return model
+
+
+def _valid_payload(payload) -> dict:
+    """The payload's fields, checked: it may come from an untrusted pickle."""
+    fields = {"version", "record", "plugins", "state", "training", "frozen"}
+    if type(payload) is not dict or set(payload) != fields or payload["version"] != PICKLE_VERSION:
+        raise ArchError("E075", "not a pickled archdsl model",
+                        hint=f"the payload's fields are {', '.join(sorted(fields))}, version {PICKLE_VERSION}")
+    ok = (type(payload["plugins"]) is list and all(type(p) is str for p in payload["plugins"])
+          and type(payload["state"]) is dict and all(type(k) is str and isinstance(v, torch.Tensor)
+                                                      for k, v in payload["state"].items())
+          and type(payload["training"]) is dict and all(type(k) is str and type(v) is bool
+                                                         for k, v in payload["training"].items())
+          and type(payload["frozen"]) is list and all(type(p) is str for p in payload["frozen"]))
+    if not ok:
+        raise ArchError("E075", "a pickled archdsl model with malformed fields",
+                        hint="plugins and frozen are lists of names, state maps names to tensors, "
+                        "training names to booleans")
+    return payload
 
 
 # ----------------------------------------------------------------------------- code generation
@@ -139,8 +381,50 @@ def _lit(v) -> str:
     return repr(v)
 
 
+def is_attribute(label: str) -> bool:
+    """The naming rule of every stage that turns IR names into Python. A label becomes an attribute
+    (``self.conv1``) only when Python takes it as written: an ASCII identifier, not a keyword, not
+    starting with ``__`` (inside a class Python rewrites ``self.__w`` into ``self._Net__w``, which
+    would merge a layer ``__w`` into a layer ``_Net__w``) and not ``__debug__`` (which cannot be
+    assigned). Every other name is registered with ``add_module`` and read back with
+    ``getattr(self, "...")`` or a container's indexing, so ``state_dict`` keys are the IR names
+    byte for byte."""
+    return (label.isascii() and label.isidentifier() and not keyword.iskeyword(label)
+            and not label.startswith("__") and label != "__debug__")
+
+
+def _str(text: str) -> str:
+    """A Python string literal for any text (JSON's escapes are Python's)."""
+    return json.dumps(text)
+
+
 def _attr(obj: str, name: str) -> str:
-    return f"{obj}.{name}" if name.isidentifier() and not keyword.iskeyword(name) else f'getattr({obj}, "{name}")'
+    return f"{obj}.{name}" if is_attribute(name) else f"getattr({obj}, {_str(name)})"
+
+
+def _is_long_join(d: dict, args: list) -> bool:
+    """A sum, product or plain mean with too many inputs for one expression (concat and
+    FractalNet's mean take a flat list, which Python compiles at any length)."""
+    if d["op"] == "mean":
+        return len(args) > _CHUNK and not d["attrs"]["drop_path"]
+    return len(args) > _CHUNK and d["op"] in ("add", "mul")
+
+
+def _long_join(d: dict, args: list[str], acc: str) -> list[str]:
+    """A long join as statements that accumulate ``_CHUNK`` terms at a time into ``acc``. One long
+    ``a + b + ...`` nests as deep as it has terms and overflows Python's compiler at about 3,000;
+    ``acc = acc + c + d ...`` adds in the same order, so the result is the same to the bit."""
+    op, a = d["op"], d["attrs"]
+    terms = args
+    if op == "add":   # each input's own term (drop-path, scale) as the op writes it
+        def own(key, i):
+            return None if a[key] is None else (a[key][i],)
+        terms = [OPS["add"].forward({"scale": own("scale", i), "survival": own("survival", i)}, [x], None, False)
+                 for i, x in enumerate(args)]
+    sign = " * " if op == "mul" else " + "
+    chunks = [sign.join(terms[i:i + _CHUNK]) for i in range(0, len(terms), _CHUNK)]
+    lines = [f"{acc} = {chunks[0]}", *(f"{acc} = {acc}{sign}{c}" for c in chunks[1:])]
+    return lines + ([f"{acc} = {acc} / {len(args)}"] if op == "mean" else [])
 
 
 def _ancestors(graph: ArchGraph, nodes) -> set:
@@ -156,8 +440,9 @@ def _ancestors(graph: ArchGraph, nodes) -> set:
 class _Codegen:
     """Source for one graph; see the module docstring for its shape."""
 
-    def __init__(self, graph: ArchGraph):
+    def __init__(self, graph: ArchGraph, limits: Limits | None = None):
         self.graph = graph
+        self.limits = limits or Limits()
         self.cls = class_name(graph.network)
         self.modules = {}   # node -> constructor source
         for n in graph.nodes():
@@ -169,9 +454,10 @@ class _Codegen:
                 assert all(k.isidentifier() for k in kwargs), kwargs
                 self.modules[n] = f"{ctor}({', '.join([*map(_lit, args), *(f'{k}={_lit(v)}' for k, v in kwargs.items())])})"
         self._check_names()
+        self.params = self._parameters()
 
     def _check_names(self):
-        """Module paths and input names must be usable as Python names (E032), output names as fields (E015)."""
+        """Module paths must be registrable in torch (E032), output names usable as fields (E015)."""
         g = self.graph
         for n in self.modules:
             for depth, part in enumerate(g.node(n)["name"].split(".")):
@@ -179,14 +465,29 @@ class _Codegen:
                 if part in (_TOP_RESERVED if depth == 0 else _DICT_RESERVED):
                     self._name_error(n, f"`{g.node(n)['name']}` cannot be a module path: `{part}` is an attribute "
                                      f"of torch.nn.{'Module' if depth == 0 else 'ModuleDict'}", "rename the label")
-        for name, n in g.inputs.items():
-            if not name.isidentifier() or keyword.iskeyword(name) or name in _GLOBALS or name.startswith(self.cls):
-                self._name_error(n, f"input `{name}` cannot be a Python parameter name", "rename the input")
         names = [o.name for o in g.outputs]
         for o in g.outputs:
             if not o.name.isidentifier() or keyword.iskeyword(o.name) or o.name.startswith("_") or names.count(o.name) > 1:
                 self._name_error(o.node, f"output `{o.name}` cannot be a field of the output tuple",
                                  "output names must be distinct and not start with `_`", "E015")
+
+    def _parameters(self) -> dict:
+        """Input name -> forward's parameter. An input keeps its name where that is a plain Python
+        name the generated code does not use itself; otherwise (``__debug__``, ``__x``, ``self``,
+        ``torch``, ``mod``) the parameter is ``input0``, ``input1``, ... by position, which callers
+        passing inputs positionally never see."""
+        taken = set(self.graph.inputs)
+        out = {}
+        for i, name in enumerate(self.graph.inputs):
+            if is_attribute(name) and name not in _LOCALS and not name.startswith(self.cls):
+                out[name] = name
+                continue
+            alias = f"input{i}"
+            while alias in taken:
+                alias += "_"
+            taken.add(alias)
+            out[name] = alias
+        return out
 
     def _name_error(self, n: int, message: str, hint: str, code: str = "E032"):
         d = self.graph.node(n)
@@ -201,7 +502,8 @@ class _Codegen:
         init = self.init_lines()
         if init:
             prelude.append(inspect.getsource(init_weights))
-        ins = ", ".join(f"{k} {list(g.node(n)['shape'])}" for k, n in g.inputs.items())
+        ins = ", ".join(f"{k} {list(g.node(n)['shape'])}"
+                        + ("" if self.params[k] == k else f" (argument {self.params[k]})") for k, n in g.inputs.items())
         outs = ", ".join(f"{o.name} {list(g.node(o.node)['shape'])}" + (" (training only)" if o.train_only else "")
                          for o in g.outputs)
         lines = [f'"""{g.network}: {g.total_params:,} parameters. Generated by archdsl.',
@@ -216,7 +518,7 @@ class _Codegen:
             lines += ["", ""]
         lines += [f"class {self.cls}(nn.Module):", f'    """{g.network}: {g.total_params:,} parameters."""', "",
                   "    def __init__(self):", "        super().__init__()", *self.build_lines(), *init, "",
-                  f"    def forward(self, {', '.join(g.inputs)}):", *forward]
+                  f"    def forward(self, {', '.join(self.params.values())}):", *forward]
         return "\n".join(lines) + "\n"
 
     def tuples(self) -> dict:
@@ -229,11 +531,25 @@ class _Codegen:
         return tuples
 
     # --- __init__
-    def module_expr(self, n: int) -> str:
+    def module_ref(self, n: int) -> tuple[list[str], str]:
+        """Statements and an expression reaching node ``n``'s module: ``self.layer1["0"]["conv1"]``.
+        A path of more than ``_CHAIN`` parts is walked in steps through the local ``mod``, so no
+        expression nests deeper than that however deep the spec's scopes go."""
         first, *rest = self.graph.node(n)["name"].split(".")
-        return _attr("self", first) + "".join(f'["{p}"]' for p in rest)
+        expr, steps = _attr("self", first), []
+        for i in range(0, len(rest), _CHAIN):
+            if i:
+                steps.append(f"mod = {expr}")
+                expr = "mod"
+            expr += "".join(f"[{_str(p)}]" for p in rest[i:i + _CHAIN])
+        return steps, expr
 
     def build_lines(self) -> list[str]:
+        """One flat statement per module and per container, in the order of the IR (which is
+        ``state_dict``'s order): ``self.layer1 = d1 = nn.ModuleDict()``, ``d1["0"] = d2 = ...``.
+        The open container of each depth is the local ``d<depth>``, so nothing nests however
+        deep the spec's scopes go. ``_RUN`` or more siblings built alike (``conv(1, 1) * 19000``)
+        are one loop over their names, which Python compiles in a fraction of the time and memory."""
         tree = {}
         for n, ctor in self.modules.items():
             *path, last = self.graph.node(n)["name"].split(".")
@@ -241,23 +557,54 @@ class _Codegen:
             for p in path:
                 t = t.setdefault(p, {})
             t[last] = ctor
+        lines, stack = [], [("self", list(tree.items()), 0)]
+        while stack:
+            holder, items, i = stack.pop()
+            if i == len(items):
+                continue
+            key, v = items[i]
+            if isinstance(v, dict):   # a container: open it as the local of its depth
+                local = f"d{len(stack) + 1}"
+                lines += self._attach(holder, key, f"{local} = nn.ModuleDict()", local)
+                stack += [(holder, items, i + 1), (local, list(v.items()), 0)]
+                continue
+            j = i + 1
+            while j < len(items) and items[j][1] == v:
+                j += 1
+            if j - i < _RUN:
+                lines += self._attach(holder, key, v)
+                j = i + 1
+            else:
+                lines += [f"for name in ({', '.join(_str(k) for k, _ in items[i:j])}):",
+                          "    " + (f"self.add_module(name, {v})" if holder == "self" else f"{holder}[name] = {v}")]
+            stack.append((holder, items, j))
+        return ["        " + line for line in lines]
 
-        def expr(v, indent):
-            if isinstance(v, str):
-                return v
-            inner = [" " * (indent + 4) + f'"{k}": {expr(c, indent + 4)},' for k, c in v.items()]
-            return "\n".join(["nn.ModuleDict({", *inner, " " * indent + "})"])
-
-        return [f"        {_attr('self', k)} = {expr(v, 8)}" if k.isidentifier() and not keyword.iskeyword(k)
-                else f'        setattr(self, "{k}", {expr(v, 8)})' for k, v in tree.items()]
+    @staticmethod
+    def _attach(holder: str, key: str, value: str, local: str | None = None) -> list[str]:
+        """Statements putting ``value`` (bound to ``local`` too, for a container) at ``key`` of ``holder``."""
+        if holder != "self":
+            return [f"{holder}[{_str(key)}] = {value}"]
+        if is_attribute(key):
+            return [f"self.{key} = {value}"]
+        if local:
+            return [value, f"self.add_module({_str(key)}, {local})"]
+        return [f"self.add_module({_str(key)}, {value})"]
 
     def init_lines(self) -> list[str]:
-        """One loop per init rule over the modules it applies to (each rule checked first)."""
+        """One loop per init rule over the modules it applies to (each rule checked first), reached
+        by name (``self.get_submodule``). The rules are compiled once (``ir.InitRules``) and their
+        matching is charged to ``steps``."""
         g = self.graph
+        rules = InitRules(g.init, budget=self.limits.steps)
         groups = {}
         for n in self.modules:
             d = g.node(n)
-            rule = match_init(g.init, d["op"], d["name"])
+            try:
+                rule = rules.match(d["op"], d["name"]) if g.init else None
+            except ArchError as e:   # the matching ran past `steps`: show the rule's line
+                e.sources = g.sources
+                raise
             if d["params"] and rule is not None and rule.scheme != "default":
                 groups.setdefault(id(rule), (rule, []))[1].append(n)
         lines, checked = [], set()
@@ -268,7 +615,8 @@ class _Codegen:
                     self._check_init(rule, n)
                     checked.add(kind)
             kwargs = "".join(f", {k}={_lit(v)}" for k, v in rule.kwargs.items())
-            lines += ["        for m in (", *(f"            {self.module_expr(n)}," for n in nodes), "        ):",
+            lines += ["        for m in map(self.get_submodule, (",
+                      *(f"            {_str(g.node(n)['name'])}," for n in nodes), "        )):",
                       f"            init_weights(m, {rule.scheme!r}{kwargs})"]
         return lines
 
@@ -299,8 +647,9 @@ class _Codegen:
         uses = Counter(u for n in order for u in g.args(n))
         last = {u: n for n in order for u in g.args(n)}
         keep = {o.node for o in g.outputs} | set(g.inputs.values())
-        var = {n: k for k, n in g.inputs.items()}
-        holders = {k: {n} for k, n in g.inputs.items()}   # name -> live nodes it holds
+        var = {n: self.params[k] for k, n in g.inputs.items()}
+        holders = {self.params[k]: {n} for k, n in g.inputs.items()}   # name -> live nodes it holds
+        taken = set(self.params.values()) | _LOCALS
         free, fresh, pending = [], (f"x{i}" if i else "x" for i in itertools.count()), []
         body = []   # (training only, statement)
 
@@ -308,7 +657,7 @@ class _Codegen:
             if free:
                 free.sort(key=lambda s: (len(s), s))
                 return free.pop(0)
-            return next(k for k in fresh if k not in g.inputs and k not in _GLOBALS)
+            return next(k for k in fresh if k not in taken)
 
         def flush():
             if pending:
@@ -329,21 +678,26 @@ class _Codegen:
                 flush()
             d, args = g.node(n), g.args(n)
             op = OPS[d["op"]]
-            expr = op.forward(d["attrs"], [var[u] for u in args], self.module_expr(n) if n in self.modules else None,
-                              bool(args) and overwritable(args[0]))
+            steps, mod = self.module_ref(n) if n in self.modules else ([], None)
+            chain = _is_long_join(d, args)
+            expr = None if chain else op.forward(d["attrs"], [var[u] for u in args], mod,
+                                                 bool(args) and overwritable(args[0]))
             released, dead = [], []
             for u in dict.fromkeys(args):
                 if last[u] == n and u not in keep:
                     holders[var[u]].discard(u)
                     if not holders[var[u]]:
                         released.append(var[u])
-            if expr in (var[u] for u in args):   # the op passes an input through
+            if chain:   # a fresh accumulator: the inputs are read until the last statement
+                name = new_name()
+                body += [(train, stmt) for stmt in _long_join(d, [var[u] for u in args], name)]
+            elif expr in (var[u] for u in args):   # the op passes an input through
                 name = expr
                 if name in released:
                     released.remove(name)
             else:
                 name = released.pop(0) if released else new_name()
-                body.append((train, f"{name} = {expr}"))
+                body += [(train, step) for step in steps] + [(train, f"{name} = {expr}")]
             holders.setdefault(name, set()).add(n)
             var[n] = name
             for k in released:

@@ -13,9 +13,10 @@ Edges ``u -> v`` have ``key`` = the input position of ``u`` in ``v``.
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass, field
 
-from .errors import Span
+from .errors import LimitError, Span
 from .ops import OPS
 
 
@@ -160,9 +161,63 @@ class ArchGraph:
 
 
 def match_init(rules: list, op: str, name: str):
-    """The last init rule that applies to a node (by op kind or name pattern), or None."""
-    hit = None
-    for r in rules:
-        if (r.is_pattern and fnmatch.fnmatchcase(name, r.target)) or (not r.is_pattern and r.target == op):
-            hit = r
-    return hit
+    """The last init rule that applies to a node (by op kind or name pattern), or None.
+
+    A rule applies when it names the node's op kind (``init conv = ...``) or when its quoted
+    pattern matches the node's whole name with ``fnmatch.fnmatchcase`` (``init "*.bn3" = ...``);
+    of the rules that apply, the one written last wins. To look up many nodes, compile the
+    rules once with :class:`InitRules`."""
+    return InitRules(rules).match(op, name)
+
+
+_WILDCARDS = re.compile(r"[*?\[]")
+
+
+class InitRules:
+    """Init rules compiled once, so looking up a node does not walk every rule: ``match(op, name)``
+    answers exactly what ``match_init(rules, op, name)`` defines.
+
+    Only the last rule per op kind and the last rule per distinct pattern can ever win, so the
+    rest are dropped here. A pattern without wildcards (``*``, ``?``, ``[``) matches one name only
+    and is a dictionary entry. The remaining patterns are tried from the latest backwards, stopping
+    at the first match or as soon as no earlier rule could beat the kind or exact-name hit; each try
+    costs one of ``budget`` steps (100,000 distinct patterns that miss 19,000 layers must end in a
+    diagnostic, not in hours of matching)."""
+
+    def __init__(self, rules: list, budget: int | None = None):
+        self.rules = list(rules)
+        self.kind, self.exact, latest = {}, {}, {}
+        for i, r in enumerate(self.rules):
+            if not r.is_pattern:
+                self.kind[r.target] = i
+            elif _WILDCARDS.search(r.target):
+                latest[r.target] = i
+            else:
+                self.exact[r.target] = i
+        self.patterns = sorted(((i, t) for t, i in latest.items()), reverse=True)   # latest first
+        self._compiled: dict[str, object] = {}
+        self.budget = budget
+        self.tries = 0
+
+    def match(self, op: str, name: str):
+        """The rule that initialises a node with this op kind and name, or None."""
+        best = max(self.kind.get(op, -1), self.exact.get(name, -1))
+        for i, target in self.patterns:
+            if i < best:
+                break
+            self.tries += 1
+            if self.budget is not None and self.tries > self.budget:
+                raise LimitError("E087", f"matching init patterns to layers needs over {self.budget:,} steps",
+                                 self.rules[i].span, hint="use fewer distinct patterns, or raise the limit "
+                                 "with `--limit steps=N`")
+            if self._matcher(target)(name):
+                best = i
+                break
+        return self.rules[best] if best >= 0 else None
+
+    def _matcher(self, pattern: str):
+        """``fnmatch.fnmatchcase(name, pattern)`` as a compiled regex (what fnmatchcase itself does)."""
+        m = self._compiled.get(pattern)
+        if m is None:
+            m = self._compiled[pattern] = re.compile(fnmatch.translate(pattern)).match
+        return m
