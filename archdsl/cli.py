@@ -70,11 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compile", help="write a standalone PyTorch module for a spec")
     _common(p)
-    p.add_argument("-o", "--output", required=True, metavar="OUT.py")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.py", help="the file to write (- for standard output)")
 
     p = sub.add_parser("render", help="draw a spec with Graphviz")
     _common(p)
-    p.add_argument("-o", "--output", required=True, metavar="OUT.{svg,png,pdf,dot}")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.{svg,png,pdf,dot}",
+                   help="the file to write (- for standard output, with --format)")
+    p.add_argument("--format", choices=("svg", "png", "pdf", "dot"), help="the output format (default: OUT's suffix)")
+    p.add_argument("--max-nodes", type=int, default=None, metavar="N",
+                   help="the most nodes the drawing may have (default 2,000)")
+    p.add_argument("--max-edges", type=int, default=None, metavar="N",
+                   help="the most edges the drawing may have, dense links bundled beyond it (default 5,000)")
     p.add_argument("--depth", type=int, default=None,
                    help="how many block levels to open (default: the most that fits in about 50 boxes)")
     p.add_argument("--expand", action="append", default=[], metavar="NAME",
@@ -88,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
     p.add_argument("--depth", type=int, default=None, help="one row per block at this depth")
     p.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
-    p.add_argument("-o", "--output", metavar="FILE", help="write to a file instead of stdout")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to a file instead of stdout (- is stdout)")
 
     p = sub.add_parser("chart", help="the complexity chart: accuracy (or params) against MACs")
     _common(p, many=True)
@@ -142,6 +148,16 @@ def main(argv=None) -> int:
     try:
         if getattr(args, "file", None) == "-":
             args.file, args.stdin = _read_stdin(args), True
+        elif getattr(args, "file", None) is not None or getattr(args, "files", None):
+            from .frontend import resolve_spec  # a path, or a bare name of the packaged zoo (`check resnet50`)
+            if getattr(args, "file", None) is not None:
+                args.file = resolve_spec(args.file)
+            else:
+                args.files = [resolve_spec(f) for f in args.files]
+        if getattr(args, "output", None) == "-":  # the data alone on stdout, messages on stderr
+            from .files import data_on_stdout
+            with data_on_stdout():
+                return COMMANDS[args.command](args)
         return COMMANDS[args.command](args)
     except ArchError as e:
         print(e.render(), file=sys.stderr)
@@ -156,8 +172,8 @@ def main(argv=None) -> int:
     except BrokenPipeError:
         return 0
     except OSError as e:  # an output that cannot be written (unreadable inputs are diagnostics, E070)
-        where = f" {e.filename}" if e.filename else ""
-        print(f"archdsl: error:{where}: {e.strerror or e}", file=sys.stderr)
+        what = f"cannot write {e.filename}: " if e.filename else ""
+        print(f"archdsl: error: {what}{e.strerror or e}", file=sys.stderr)
         return 2
 
 

@@ -26,13 +26,27 @@ ancestor of another of its inputs (an identity shortcut, a dense connection, a l
 dotted side branches to "aux1 (training only)" outputs. Fill colours mark op categories,
 their lightness rising through ``CATEGORIES`` (CIE L* 60 to 96), so the legend also reads
 in greyscale. The same IR always gives the same ``.dot`` text.
+
+Graphviz's time and memory grow much faster than a drawing's size, so the size is bounded
+before dot runs: at most ``MAX_NODES`` nodes and ``MAX_EDGES`` edges (``max_nodes`` /
+``max_edges``, ``--max-nodes`` / ``--max-edges``). Over the edge bound, the dense
+connections into each unit are bundled into one small "dense ×k" marker beside it; still over
+either bound is E091, whose hint suggests ``--depth`` or folding. Small drawings are never
+bundled. dot itself runs under ``DOT_TIMEOUT`` seconds and ``DOT_MEMORY`` bytes (RLIMIT_CPU
+and RLIMIT_AS set in the child, plus a wall-clock time-out), in its own process group, which is
+killed whole on a time-out; running out of either is E092 or E093.
 """
 from __future__ import annotations
 
+import errno
 import fnmatch
 import html
+import math
 import os
+import re
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -41,7 +55,7 @@ from pathlib import Path
 
 import graphviz
 
-from .errors import ArchError
+from .errors import ArchError, LimitError
 from .files import write_atomic
 from .frontend import check
 from .ir import ArchGraph
@@ -57,13 +71,20 @@ EDGES = {  # kind -> (attributes, legend); when edges merge into one, the earlie
     "tap": ({"style": "dotted", "color": "#555555"}, "┈┈ tap"),
     "skip": ({"style": "dashed", "color": "#7b3294", "constraint": "false"}, "╌╌ identity / skip"),
     "dense": ({"style": "dashed", "color": "#4393c3", "constraint": "false"}, "╌╌ dense connection"),
+    # a marker standing for a unit's dense inputs: constrained, so it sits just above its target
+    "bundle": ({"style": "dashed", "color": "#4393c3"}, None),
 }
 BUDGET = 50            # boxes (join circles aside) the default depth may draw
+MAX_NODES = 2_000      # nodes and edges a drawing may have: dot's time and memory grow much faster than
+MAX_EDGES = 5_000      # these (a 150-layer dense block's 11,626 edges took it past 3.6 GB and 5 minutes)
 MAIN = {"group": "main"}  # dot draws edges inside a group straight: the main column
 FONT = "Helvetica,Arial,sans-serif"
 FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot"}
-DOT_TIMEOUT = 300  # seconds
+DOT_TIMEOUT = 60           # seconds of wall-clock and of CPU time dot may take (ARCHDSL_DOT_TIMEOUT)
+DOT_MEMORY = 2 * 1024**3   # bytes of address space dot may map (ARCHDSL_DOT_MEMORY)
 INSTALL = "install Graphviz to draw it (apt-get install graphviz, or brew install graphviz)"
+_OUT_OF_MEMORY = re.compile(r"out of memory|cannot allocate|failed to map|bad_alloc|error creating thread", re.I)
+_CRASHES = {signal.SIGKILL, signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGTRAP}
 
 
 class OptionError(ValueError):
@@ -71,10 +92,18 @@ class OptionError(ValueError):
 
 
 class Rendering:
-    """A drawing: ``.dot`` is its Graphviz source; ``svg()``, ``pipe()`` and ``save()`` run ``dot``."""
+    """A drawing: ``.dot`` is its Graphviz source; ``svg()``, ``pipe()`` and ``save()`` run ``dot``.
 
-    def __init__(self, dot: str):
+    ``dot`` runs with ``timeout`` seconds (wall clock and CPU) and ``memory`` bytes of address
+    space, in a process group of its own that is killed whole when time runs out; running out of
+    either is a :class:`LimitError` (E092, E093) pointing at the network ``graph`` names."""
+
+    def __init__(self, dot: str, *, graph: ArchGraph | None = None, timeout: float | None = None,
+                 memory: int | None = None):
         self.dot = dot
+        self.timeout = _setting(timeout, "ARCHDSL_DOT_TIMEOUT", DOT_TIMEOUT)
+        self.memory = int(_setting(memory, "ARCHDSL_DOT_MEMORY", DOT_MEMORY))
+        self._graph = graph
         self._out: dict[str, bytes] = {}
 
     def pipe(self, fmt: str) -> bytes:
@@ -84,19 +113,76 @@ class Rendering:
             if exe is None:
                 raise FileNotFoundError(f"Graphviz's `dot` program is not installed: {INSTALL}")
             cmd = [exe, f"-T{fmt}"] + (["-Gdpi=150"] if fmt == "png" else [])
-            proc = subprocess.run(cmd, input=self.dot.encode(), capture_output=True, timeout=DOT_TIMEOUT)
-            if proc.returncode:
-                raise RuntimeError(f"dot failed: {proc.stderr.decode(errors='replace').strip()}")
-            self._out[fmt] = proc.stdout
+            self._out[fmt] = self._run(cmd)
         return self._out[fmt]
+
+    def _run(self, cmd: list) -> bytes:
+        """Run dot under the limits; its output, or the diagnostic saying which limit it hit."""
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    preexec_fn=self._child_limits(), start_new_session=True)
+        except OSError as e:
+            if e.errno == errno.ENOMEM:  # exec failed under the address-space limit
+                raise self._out_of_memory("it could not even start") from None
+            raise
+        try:
+            out, err = proc.communicate(self.dot.encode(), timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid)
+            proc.communicate()
+            raise self._out_of_time(f"still drawing after {self.timeout:g} s") from None
+        finally:
+            _kill_group(proc.pid)  # anything dot started and left behind
+        text = err.decode(errors="replace").strip()
+        if proc.returncode == -signal.SIGXCPU:
+            raise self._out_of_time(f"it used {math.ceil(self.timeout)} s of CPU time")
+        if _OUT_OF_MEMORY.search(text) or -proc.returncode in _CRASHES:
+            said = _OUT_OF_MEMORY.search(text)
+            raise self._out_of_memory(f"it printed `{said.group(0)}`" if said else
+                                      f"it was killed by {signal.Signals(-proc.returncode).name}")
+        if proc.returncode:
+            raise RuntimeError(f"dot failed: {text}")
+        return out
+
+    def _child_limits(self):
+        """What dot's process runs between fork and exec: cap its address space and CPU time. The
+        numbers are worked out here, so the child only makes the two system calls."""
+        limits = []
+        for what, value in ((resource.RLIMIT_AS, self.memory), (resource.RLIMIT_CPU, math.ceil(self.timeout))):
+            hard = resource.getrlimit(what)[1]
+            cap = (lambda n: n) if hard == resource.RLIM_INFINITY else (lambda n, hard=hard: min(n, hard))
+            # CPU: the soft limit sends SIGXCPU (reported as a time-out), the hard one SIGKILL 5 s later
+            limits.append((what, (cap(value), hard if what == resource.RLIMIT_AS else cap(value + 5))))
+
+        def apply() -> None:
+            for what, pair in limits:
+                resource.setrlimit(what, pair)
+        return apply
+
+    def _diagnostic(self, code: str, message: str) -> LimitError:
+        g = self._graph
+        span = g.scopes[0].span if g is not None and 0 in g.scopes else None
+        err = LimitError(code, message, span, hint="draw less with `--depth N` (fewer block levels open), or "
+                         "write the source with `-o x.dot` and run Graphviz on it yourself")
+        err.sources = g.sources if g is not None else {}
+        return err
+
+    def _out_of_time(self, why: str) -> LimitError:
+        return self._diagnostic("E092", f"Graphviz's dot ran out of time: {why}, the limit "
+                                        "(ARCHDSL_DOT_TIMEOUT sets it, in seconds)")
+
+    def _out_of_memory(self, why: str) -> LimitError:
+        return self._diagnostic("E093", f"Graphviz's dot ran out of memory under the limit of {_mb(self.memory)} "
+                                        f"of address space: {why} (ARCHDSL_DOT_MEMORY sets it, in bytes)")
 
     def svg(self) -> str:
         return self.pipe("svg").decode()
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the drawing atomically in the format its suffix names (.svg .png .pdf .dot)."""
-        fmt = FORMATS.get(Path(path).suffix.lower())
-        if fmt is None:
+    def save(self, path: str | os.PathLike, format: str | None = None) -> Path:
+        """Write the drawing in ``format`` (svg png pdf dot; by default the one the path's suffix
+        names) through the one output writer, archdsl.files (``-`` is standard output)."""
+        fmt = format or FORMATS.get(Path(path).suffix.lower())
+        if fmt not in FORMATS.values():
             raise ValueError(f"cannot tell the format of {str(path)!r}: use one of {', '.join(FORMATS)}")
         return write_atomic(path, self.dot if fmt == "dot" else self.pipe(fmt))
 
@@ -104,49 +190,94 @@ class Rendering:
         return self.svg() if shutil.which("dot") else None
 
 
+def _setting(value, variable: str, default: float) -> float:
+    """A keyword, else a positive number in the environment variable, else the default."""
+    if value is not None:
+        return value
+    try:
+        number = float(os.environ.get(variable, ""))
+    except ValueError:
+        return default
+    return number if number > 0 and math.isfinite(number) else default
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1024**3:g} GB" if n >= 1024**3 else f"{n / 1024**2:g} MB"
+
+
 def render(source, *, depth: int | None = None, expand=(), unroll: bool = False, rankdir: str = "TB",
-           **check_kwargs) -> Rendering:
+           max_nodes: int | None = None, max_edges: int | None = None, dot_timeout: float | None = None,
+           dot_memory: int | None = None, **check_kwargs) -> Rendering:
     """Draw a spec (a path or its text, checked with ``check_kwargs``) or an :class:`ArchGraph`.
 
+    The drawing has at most ``max_nodes`` nodes and ``max_edges`` edges (2,000 and 5,000 by
+    default): over that, dense connections are bundled, and if it is still over, LimitError
+    E091. ``dot_timeout`` (seconds) and ``dot_memory`` (bytes) bound Graphviz (60 s, 2 GB).
     A shape error is raised as usual, with ``.rendering``: the network up to the
     failure, the failed op in red. Raises OptionError for an ``expand`` that names nothing.
     """
+    for name, bound in (("max_nodes", max_nodes), ("max_edges", max_edges)):
+        if bound is not None and (not isinstance(bound, int) or isinstance(bound, bool) or bound < 1):
+            raise OptionError(f"{name.replace('_', '-')} must be a positive integer, got {bound!r}")
     opts = dict(depth=depth, expand=(expand,) if isinstance(expand, str) else tuple(expand), unroll=unroll,
-                rankdir=rankdir)
+                rankdir=rankdir, max_nodes=max_nodes or MAX_NODES, max_edges=max_edges or MAX_EDGES)
+    dot_opts = dict(timeout=dot_timeout, memory=dot_memory)
     if isinstance(source, ArchGraph):
-        return Rendering(_Drawing(source, None, **opts).source())
+        return Rendering(_Drawing(source, None, **opts).source(), graph=source, **dot_opts)
     try:
         graph = check(source, **check_kwargs)
     except ArchError as e:
         if e.partial is not None:
-            e.rendering = Rendering(_Drawing(*e.partial, **opts).source())
+            try:
+                e.rendering = Rendering(_Drawing(*e.partial, **opts).source(), graph=e.partial[0], **dot_opts)
+            except LimitError:  # too large to draw: the spec's own error is what matters
+                pass
         raise
-    return Rendering(_Drawing(graph, None, **opts).source())
+    return Rendering(_Drawing(graph, None, **opts).source(), graph=graph, **dot_opts)
 
 
 def cli(args) -> int:
-    """``archdsl render FILE -o OUT``: 0 drawn, 1 a spec error (drawn up to it if possible), 2 usage."""
+    """``archdsl render FILE -o OUT [--format F]``: 0 drawn, 1 a spec error (drawn up to it if
+    possible) or a drawing too large for Graphviz, 2 usage."""
     from .cli import check_args
     out = Path(args.output)
-    if out.suffix.lower() not in FORMATS:
-        return _fail(f"cannot tell the format of {args.output!r}: use one of {', '.join(FORMATS)}", 2)
+    fmt = args.format or FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        if args.output == "-":
+            return _fail("-o - writes to standard output: name the format with --format svg|png|pdf|dot", 2)
+        return _fail(f"cannot tell the format of {args.output!r}: use one of {', '.join(FORMATS)} "
+                     "or --format", 2)
     error = None
     try:
         drawing = render(args.file, depth=args.depth, expand=args.expand, unroll=args.unroll,
-                         rankdir=args.rankdir, **check_args(args))
+                         rankdir=args.rankdir, max_nodes=args.max_nodes, max_edges=args.max_edges,
+                         **check_args(args))
     except ArchError as e:
         if getattr(e, "rendering", None) is None:
             raise
         drawing, error = e.rendering, e
     except OptionError as e:
         return _fail(str(e), 2)
-    if out.suffix.lower() != ".dot" and shutil.which("dot") is None:
+    if fmt != "dot" and shutil.which("dot") is None:
+        if args.output == "-":
+            return _fail(f"cannot draw {fmt} without Graphviz ({INSTALL}); --format dot writes the source", 2)
         print(f"archdsl: wrote {drawing.save(out.with_suffix('.dot'))}, not {out}: {INSTALL}", file=sys.stderr)
     else:
         try:
-            drawing.save(out)
-        except (RuntimeError, subprocess.TimeoutExpired) as e:
-            return _fail(f"Graphviz could not draw {out}: {e}", 1)
+            drawing.save(args.output, fmt)
+        except RuntimeError as e:
+            return _fail(f"Graphviz could not draw {args.output}: {e}", 1)
+        except LimitError as e:  # dot ran out of time or memory
+            if error is None:
+                raise
+            print(e.render(), file=sys.stderr)
     if error is not None:
         print(error.render(), file=sys.stderr)
         return 1
@@ -192,8 +323,9 @@ class _Drawing:
     and writes the dot source."""
 
     def __init__(self, graph: ArchGraph, failure: dict | None, *, depth: int | None, expand: tuple,
-                 unroll: bool, rankdir: str):
+                 unroll: bool, rankdir: str, max_nodes: int = MAX_NODES, max_edges: int = MAX_EDGES):
         self.g, self.t, self.failure, self.rankdir, self.unroll = graph, graph.table, failure, rankdir, unroll
+        self.max_nodes, self.max_edges, self.markers = max_nodes, max_edges, {}
         self.scopes = graph.scopes
         self.kids, self.level = defaultdict(list), {0: 0}  # level: block instances on the scope's path
         for sid in sorted(self.scopes)[1:]:
@@ -292,26 +424,33 @@ class _Drawing:
         return unit, members
 
     # --- edges
-    def _skips(self, v: int) -> set:
+    def _ancestry(self) -> dict:
+        """Each node's ancestors as a bit set (an int), in one pass over the creation order: linear
+        in the edges, where a search from every join was cubic in the layers of a dense block."""
+        anc = {}
+        for n in self.t:
+            bits = 0
+            for u in self.g.args(n):
+                bits |= anc[u] | (1 << u)
+            anc[n] = bits
+        return anc
+
+    def _skips(self, v: int, anc: dict) -> set:
         """The inputs of join ``v`` that are ancestors of its latest input."""
         ins = self.g.args(v)
-        floor, seen, todo = min(ins), set(), [max(ins)]
-        while todo:
-            for u in self.g.args(todo.pop()):
-                if u >= floor and u not in seen:
-                    seen.add(u)
-                    todo.append(u)
-        return seen.intersection(ins)
+        latest = anc[max(ins)]
+        return {u for u in ins if latest >> u & 1}
 
     def _edges(self) -> dict:
         rank, edges = list(EDGES), {}
+        anc = self._ancestry()
 
         def add(a, b, kind):
             if a != b and ((a, b) not in edges or rank.index(kind) < rank.index(edges[a, b])):
                 edges[a, b] = kind
         for v, d in self.t.items():
             ins = self.g.args(v)
-            skips = self._skips(v) if OPS[d["op"]].category == "join" and len(ins) > 1 else ()
+            skips = self._skips(v, anc) if OPS[d["op"]].category == "join" and len(ins) > 1 else ()
             for u in ins:
                 kind = ("dense" if d["op"] == "concat" else "skip") if u in skips else \
                     "tap" if d["tap"] and not self.t[u]["tap"] else "main"
@@ -321,6 +460,53 @@ class _Drawing:
         for u in self.failure["inputs"] if self.failure else ():
             add(self.unit[u], "fail", "fail")
         return edges
+
+    def _bounded(self, edges: dict) -> dict:
+        """The edges to draw, within ``max_nodes`` and ``max_edges``: over the edge bound, each unit's
+        dense inputs (two or more) are bundled into one marker; still over either bound, E091."""
+        nodes = len(self.members) + len(self.g.outputs) + (self.failure is not None)
+        if len(edges) > self.max_edges:
+            edges = self._bundle(edges)
+            nodes += len(self.markers)
+        bundled = bool(self.markers)
+        if nodes > self.max_nodes or len(edges) > self.max_edges:
+            span = self.scopes[0].span if 0 in self.scopes else None
+            err = LimitError(
+                "E091", f"the drawing would have {nodes:,} nodes and {len(edges):,} edges"
+                        f"{' with its dense connections bundled' if bundled else ''}, over the bounds of "
+                        f"{self.max_nodes:,} nodes and {self.max_edges:,} edges that Graphviz can lay out in "
+                        "reasonable time and memory", span,
+                hint="draw fewer boxes with `--depth N` (0 closes every block), put repeated layers in a block "
+                     "so that they fold, or raise the bounds with `--max-nodes N` / `--max-edges N`")
+            err.sources = self.g.sources
+            raise err
+        return edges
+
+    def _bundle(self, edges: dict) -> dict:
+        """Each unit with two or more dense inputs gets one marker ``d<unit>`` that stands for them
+        all, with one edge into the unit (``self.markers``: unit -> the units it stands for)."""
+        into = defaultdict(list)
+        for (a, b), kind in edges.items():
+            if kind == "dense":
+                into[b].append(a)
+        self.markers = {b: sources for b, sources in into.items() if len(sources) > 1}
+        out = {}
+        for (a, b), kind in edges.items():
+            if kind != "dense" or b not in self.markers:
+                out[a, b] = kind
+            elif a == self.markers[b][0]:
+                out[f"d{b}", b] = "bundle"
+        return out
+
+    def _unit_name(self, u: str) -> str:
+        return self.t[int(u[1:])]["name"] if u[0] == "n" else self.scopes[int(u[1:])].name
+
+    def _marker(self, b: str) -> dict:
+        sources, color = self.markers[b], EDGES["dense"][0]["color"]
+        names = [self._unit_name(a) for a in sources if a[0] in "ns"]
+        return {"label": f"dense ×{len(sources)}", "shape": "box", "style": "dashed,rounded", "color": color,
+                "fontcolor": color, "fontsize": "8", "height": "0.2", "margin": "0.04,0.01",
+                "tooltip": f"{len(sources)} dense inputs of {self._unit_name(b)}: {names[0]} … {names[-1]}"}
 
     # --- nodes
     def _fill(self, category: str) -> str:
@@ -377,7 +563,8 @@ class _Drawing:
         ins = ", ".join(f"{html.escape(k)} {_shape(self.t[n]['shape'])}" for k, n in g.inputs.items())
         cells = "".join(f'<td bgcolor="{v}">{c}</td>' for c, v in CATEGORIES.items() if c in self.used)
         cells += "".join(f'<td><font color="{EDGES[k][0]["color"]}">{EDGES[k][1]}</font></td>'
-                         for k in sorted(set(edges.values()), key=list(EDGES).index) if EDGES[k][1])
+                         for k in sorted({"dense" if k == "bundle" else k for k in edges.values()},
+                                         key=list(EDGES).index) if EDGES[k][1])
         return (f'<<table border="0" cellspacing="2" cellpadding="2"><tr><td align="left">'
                 f'<font point-size="16"><b>{html.escape(g.network)}</b></font>   {_num(g.total_params)} '
                 f'params ({g.total_params:,}) · input {ins}</td></tr><tr><td align="left">'
@@ -405,9 +592,9 @@ class _Drawing:
             if sid in where and sid:
                 inner = where[sid]
                 where[self.scopes[sid].parent].append(inner[0] if len(inner) == 1 else (min(inner)[0], sid))
+        edges = self._bounded(self._edges())  # before anything is drawn: E091 costs no work
         self.used = {"io"}
         self._emit(dot, 0, where)
-        edges = self._edges()
         for (a, b), kind in edges.items():
             dot.edge(a, b, **EDGES[kind][0])
         dot.attr(label=self._title(edges))
@@ -426,6 +613,8 @@ class _Drawing:
                 dot.subgraph(sub)
             elif item[0] in "ns":
                 dot.node(item, **(self._op(int(item[1:]), sid) if item[0] == "n" else self._box(item, sid)))
+                if item in self.markers:
+                    dot.node(f"d{item}", **self._marker(item))
             elif item == "fail":
                 f = self.failure
                 why = "<br/>".join(html.escape(line) for line in textwrap.wrap(f"✗ {f['message']}", 48))

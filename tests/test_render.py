@@ -234,3 +234,35 @@ def test_render_function_survives_the_module_import():
     import archdsl.draw  # noqa: F401  (importing the stage must not shadow archdsl.render)
     g = archdsl.check("network t() {\n input x: [3, 8, 8]\n relu\n}", text=True)
     assert archdsl.render(g).dot == archdsl.render(g).dot
+
+
+def test_skip_detection_agrees_with_a_search_from_each_join():
+    """The drawing finds skips from ancestor bit sets in one pass (a search per join was cubic in a
+    dense block's layers); on every spec it agrees with that search."""
+    from archdsl.draw import _Drawing
+
+    def searched(g, v):
+        ins = g.args(v)
+        floor, seen, todo = min(ins), set(), [max(ins)]
+        while todo:
+            for u in g.args(todo.pop()):
+                if u >= floor and u not in seen:
+                    seen.add(u)
+                    todo.append(u)
+        return seen.intersection(ins)
+
+    for spec in SPECS + [DENSE, TOY]:
+        g = archdsl.check(spec)
+        drawing = _Drawing(g, None, depth=0, expand=(), unroll=False, rankdir="TB")
+        anc = drawing._ancestry()
+        joins = [v for v in g.nodes() if len(g.args(v)) > 1]
+        assert all(drawing._skips(v, anc) == searched(g, v) for v in joins), spec
+
+
+@needs_dot
+def test_save_takes_a_format_whatever_the_suffix(tmp_path):
+    drawing = render(TOY)
+    assert drawing.save(tmp_path / "toy.txt", "svg").read_bytes().startswith(b"<?xml")
+    assert drawing.save(tmp_path / "toy", "dot").read_text() == drawing.dot
+    with pytest.raises(ValueError, match="cannot tell the format"):
+        drawing.save(tmp_path / "toy.jpg")
