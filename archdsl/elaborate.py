@@ -23,7 +23,7 @@ from .initializers import SCHEMES
 from .ir import ArchGraph, InitRule, OutputSpec, Scope
 from .loader import ModuleScope
 from .ops import OPS, BadArgument, ShapeProblem
-from .values import BlockRef, OpRef, Tensor, show, type_name
+from .values import BlockRef, Equality, OpRef, Tensor, describe, escape, order, show, type_name
 
 _MISSING = object()
 USER_OPS = sorted(n for n in OPS if n != "input")
@@ -35,6 +35,55 @@ class _Oops(Exception):
     def __init__(self, code: str, message: str, hint: str | None = None, cls=ElaborationError):
         super().__init__(message)
         self.code, self.message, self.hint, self.cls = code, message, hint, cls
+
+
+class _TooDeep(LimitError):
+    """The Python stack ran out. Raised where it did; each elaboration frame it passes on its way
+    out adds its node to ``path`` (innermost first), so :meth:`explain` can say what nested."""
+
+    def __init__(self, node, ctx):
+        super().__init__("E086", "the spec nests too deeply to elaborate", node.span, stack=ctx.stack[-6:],
+                         hint="nest less deeply")
+        self.path = [(node, ctx.stack)]
+
+    def explain(self, limits: Limits) -> LimitError:
+        """The diagnostic: the construct open most often on the stack when it ran out (block calls
+        when a hundred or more are: recursion carries the rest), at its outermost occurrence, with
+        a hint for that construct. Counts are not shown: they depend on the caller's stack."""
+        counts, outermost = {}, {}
+        for node, stack in self.path:
+            what = _nested_kind(node)
+            if what is not None:
+                counts[what] = counts.get(what, 0) + 1
+                outermost[what] = (node, stack)
+        if not counts or max(counts.values()) < 50:  # a short path: a value, not the spec, is too deep
+            node, stack = self.path[0]
+            return LimitError("E086", "a value nests too deeply to work with", node.span, stack=stack[-6:],
+                              hint=f"the `nesting` limit ({limits.nesting:,}) lets values nest deeper than "
+                                   "elaboration can follow; lower it with `--limit nesting=N`")
+        calls = counts.get("block calls", 0)
+        what = "block calls" if calls >= 100 else max(counts, key=counts.get)
+        node, stack = outermost[what]
+        depth = getattr(node, "depth", None)  # an expression's, from the parser
+        message = f"the spec nests too deeply to elaborate: {what} " + (
+            f"in an expression nested {depth:,} levels deep" if isinstance(depth, int) and depth > 1
+            else "nested deeper than elaboration can follow")
+        inside = sorted(k for k in counts if k != what and counts[k] > 1)
+        if inside and what != "block calls":
+            message += ", inside " + ", ".join(inside)
+        if what == "block calls":
+            hint = (f"a recursive block needs a base case; the `depth` limit ({limits.depth:,}) lets block calls "
+                    "nest deeper than elaboration can follow: lower it with `--limit depth=N`")
+        elif type(node) in _STATEMENT_NESTING:
+            hint = "flatten them: a chain `a -> b -> c` needs no braces, and a loop or a repetition " \
+                   "(`f(...) * n`) replaces nested copies" + (
+                       "; every block call open adds the nesting of its body" if calls else
+                       f"; the `nesting` limit ({limits.nesting:,}) lets the parser accept more than "
+                       "elaboration can follow")
+        else:
+            hint = ("split the expression with `let`; the `nesting` limit "
+                    f"({limits.nesting:,}) lets the parser accept more than elaboration can follow")
+        return LimitError("E086", message, node.span, stack=stack[-6:], hint=hint)
 
 
 @dataclass
@@ -78,25 +127,39 @@ class Elaborator:
         """The size of a value: its items and those of every container in it, a string counting its
         characters. Refuses (E057) a value over the sequence limit or nested deeper than the nesting
         limit, before anything walks it (==, show) or hashes it. Costs steps in proportion."""
-        total, stack = 0, [(v, 1)]
+        return self.walk(v)[0]
+
+    def walk(self, v) -> tuple[int, int]:
+        """(size, depth) of a value, refused as :meth:`measure` says. An op or block value counts as
+        one item (its arguments are shared, not copied) and as as many levels as it holds."""
+        total, depth, walked, stack = 0, 0, 0, [(v, 1)]
         limit, nesting = self.limits.sequence, self.limits.nesting
         while stack:
             x, d = stack.pop()
             if isinstance(x, (str, range)):
                 total += len(x)
             elif isinstance(x, (list, tuple, dict)):
+                walked += 1  # (containers and op values are walked at Python speed, flat items at C speed)
                 if d > nesting:
                     raise _Oops("E057", f"a value nested deeper than {nesting} levels",
                                 "raise the limit with `--limit nesting=N`")
+                depth = max(depth, d)
                 items = list(x.values()) if isinstance(x, dict) else x
                 total += len(items)
                 if total <= limit and not _LEAVES.issuperset(map(type, items)):  # C speed when flat
                     stack += [(i, d + 1) for i in items if type(i) not in _LEAVES]
+            elif isinstance(x, (OpRef, BlockRef)):
+                walked += 1
+                depth = max(depth, d - 1 + x.depth)
+                if depth > nesting:
+                    raise _Oops("E057", f"op and block values nested deeper than {nesting} levels (an op or "
+                                "block value given as an argument of another, over and over)",
+                                "raise the limit with `--limit nesting=N`")
             if total > limit:
                 raise _Oops("E057", f"a value of over {limit:,} items (nested ones counted) is over the limit",
                             "raise it with `--limit sequence=N`")
-        self.charge(total // 8)
-        return total
+        self.charge((total + 4 * walked) // 8)
+        return total, depth
 
     # ------------------------------------------------------------------ entry
     def network(self, module: ModuleScope, net: A.BlockDef, params: dict, inputs: dict) -> ArchGraph:
@@ -178,7 +241,13 @@ class Elaborator:
     # ------------------------------------------------------------------ statements
     def body(self, stmts: list, ctx: Ctx, x):
         for s in stmts:
-            x = self.stmt(s, ctx, x)
+            try:
+                x = self.stmt(s, ctx, x)
+            except RecursionError:
+                raise _TooDeep(s, ctx) from None
+            except _TooDeep as deep:  # on its way out: note what it passes through
+                deep.path.append((s, ctx.stack))
+                raise
         return x
 
     def stmt(self, s, ctx: Ctx, x):
@@ -243,7 +312,7 @@ class Elaborator:
     def for_loop(self, s: A.For, ctx: Ctx, x, run):
         seq = self.ev(s.iterable, ctx, x)
         if not isinstance(seq, (list, tuple, range, str, dict)):
-            raise ElaborationError("E051", f"cannot loop over {type_name(seq)} {show(seq)}", s.iterable.span,
+            raise ElaborationError("E051", f"cannot loop over {describe(seq)}", s.iterable.span,
                                    stack=ctx.stack)
         n = len(seq)
         if n > self.limits.repeat:
@@ -277,8 +346,9 @@ class Elaborator:
         if isinstance(c, A.Compare) and len(c.ops) == 1:
             notes = [f"left: {show(self.ev(c.operands[0], ctx, x))}", f"right: {show(self.ev(c.operands[1], ctx, x))}"]
         msg = f"assertion failed: {s.text}"
-        if s.message is not None:
-            msg += f" ({self.ev(s.message, ctx, x)})"
+        if s.message is not None:  # the user's text, escaped: it cannot fake lines or drive the terminal
+            said = self.ev(s.message, ctx, x)
+            msg += f" ({escape(said) if isinstance(said, str) else show(said, 500)})"
         raise AssertionFailed("E060", msg, s.cond.span, stack=ctx.stack, notes=notes)
 
     def input(self, s: A.Input, ctx: Ctx) -> Tensor:
@@ -328,7 +398,7 @@ class Elaborator:
             raise ElaborationError("E059", f"repetition count must be a non-negative integer, got {show(n)}",
                                    it.repeat.span, stack=ctx.stack)
         if n > self.limits.repeat:
-            raise LimitError("E084", f"repetition of {n:,} is over the repeat limit of {self.limits.repeat:,}",
+            raise LimitError("E084", f"repetition of {_count(n)} is over the repeat limit of {self.limits.repeat:,}",
                              it.repeat.span, stack=ctx.stack, hint="raise it with `--limit repeat=N`")
         inner = ctx if label is None else self.open_scope(ctx, ctx.prefix + label, "repeat", None, it.span)
         self.gid += 1
@@ -374,19 +444,25 @@ class Elaborator:
     def atom(self, a, ctx: Ctx, x, label: str | None):
         self.charge(1, a.span, ctx)
         kind = type(a)
-        if kind is A.Call:
-            return self.call(a, ctx, x, label)
-        if kind is A.Group:
-            if label is None:
-                return self.body(a.body, ctx, x)
-            return self.body(a.body, self.open_scope(ctx, ctx.prefix + label, "group", None, a.span), x)
-        if kind is A.Join:
-            inner = ctx if label is None else self.open_scope(ctx, ctx.prefix + label, "group", None, a.span)
-            return self.join(a, inner, x)
+        try:
+            if kind is A.Call:
+                return self.call(a, ctx, x, label)
+            if kind is A.Group:
+                if label is None:
+                    return self.body(a.body, ctx, x)
+                return self.body(a.body, self.open_scope(ctx, ctx.prefix + label, "group", None, a.span), x)
+            if kind is A.Join:
+                inner = ctx if label is None else self.open_scope(ctx, ctx.prefix + label, "group", None, a.span)
+                return self.join(a, inner, x)
+        except RecursionError:
+            raise _TooDeep(a, ctx) from None
+        except _TooDeep as deep:
+            deep.path.append((a, ctx.stack))
+            raise
         if kind is A.Ref:
             v = self.lookup(a.name, ctx, a.span)
             if not isinstance(v, Tensor):
-                raise ElaborationError("E016", f"`@{a.name}` is {type_name(v)} {show(v)}, not a tensor", a.span,
+                raise ElaborationError("E016", f"`@{a.name}` is {describe(v)}, not a tensor", a.span,
                                        stack=ctx.stack)
             return v
         raise AssertionError(kind)
@@ -402,7 +478,7 @@ class Elaborator:
             raise ElaborationError("E016", f"`{c.name}` is a tensor; continue from it with `@{c.name}`",
                                    c.name_span, stack=ctx.stack)
         shadowed = c.name in OPS or (ctx.module is not None and c.name in ctx.module.blocks)
-        raise ElaborationError("E053", f"`{c.name}` is {type_name(target)} {show(target)}, not an op or block",
+        raise ElaborationError("E053", f"`{c.name}` is {describe(target)}, not an op or block",
                                c.name_span, stack=ctx.stack,
                                hint=f"a variable named `{c.name}` hides the {'op' if c.name in OPS else 'block'} "
                                     f"of that name; rename the variable" if shadowed else None)
@@ -497,7 +573,7 @@ class Elaborator:
     def _loop_thunks(self, s: A.For, ctx: Ctx, x):
         seq = self.ev(s.iterable, ctx, x)
         if not isinstance(seq, (list, tuple, range, str, dict)):
-            raise ElaborationError("E051", f"cannot loop over {type_name(seq)} {show(seq)}", s.iterable.span,
+            raise ElaborationError("E051", f"cannot loop over {describe(seq)}", s.iterable.span,
                                    stack=ctx.stack)
         if len(seq) > self.limits.repeat:
             raise LimitError("E084", f"loop of {len(seq):,} iterations is over the repeat limit of "
@@ -612,12 +688,12 @@ class Elaborator:
                 v = self.ev(part, ctx, x)
                 if isinstance(v, bool) or not isinstance(v, (int, str)):
                     raise ElaborationError("E032", f"a label can interpolate integers and names, not "
-                                           f"{type_name(v)} {show(v)}", part.span, stack=ctx.stack)
+                                           f"{describe(v)}", part.span, stack=ctx.stack)
                 out.append(str(v))
         text = "".join(out)
         self.charge(len(text) // 8, label.span, ctx)
         if not text or not all(ch.isascii() and (ch.isalnum() or ch == "_") for ch in text):
-            raise ElaborationError("E032", f"label {text!r} is not a valid name", label.span, stack=ctx.stack,
+            raise ElaborationError("E032", f"label {show(text)} is not a valid name", label.span, stack=ctx.stack,
                                    hint="labels use letters, digits and `_`")
         return text
 
@@ -725,7 +801,7 @@ class Elaborator:
 
     def truth(self, v, node) -> bool:
         if isinstance(v, (Tensor, BlockRef, OpRef)):
-            raise ElaborationError("E051", f"{type_name(v)} {show(v)} is neither true nor false", node.span)
+            raise ElaborationError("E051", f"{describe(v)} is neither true nor false", node.span)
         return bool(v)
 
     def ev(self, e, ctx: Ctx, x):
@@ -734,6 +810,11 @@ class Elaborator:
             return _EVAL[type(e)](self, e, ctx, x)
         except _Oops as o:
             raise o.cls(o.code, o.message, e.span, stack=ctx.stack, hint=o.hint) from None
+        except RecursionError:
+            raise _TooDeep(e, ctx) from None
+        except _TooDeep as deep:
+            deep.path.append((e, ctx.stack))
+            raise
 
     def _const(self, e, ctx, x):
         v = e.value
@@ -781,7 +862,7 @@ class Elaborator:
     def _unary(self, e, ctx, x):
         v = self.ev(e.operand, ctx, x)
         if not isinstance(v, (int, float)) or isinstance(v, bool):
-            raise _Oops("E051", f"cannot apply `{e.op}` to {type_name(v)} {show(v)}")
+            raise _Oops("E051", f"cannot apply `{e.op}` to {describe(v)}")
         return -v if e.op == "-" else +v
 
     def _not(self, e, ctx, x):
@@ -800,17 +881,23 @@ class Elaborator:
         left = self.ev(e.operands[0], ctx, x)
         for op, node in zip(e.ops, e.operands[1:]):
             right = self.ev(node, ctx, x)
-            if isinstance(left, _SEQS) and isinstance(right, _SEQS):
-                self.measure(left), self.measure(right)  # comparing walks both: bounded, and paid for
             try:
-                ok = _COMPARE[op](left, right)
+                ok = self.compare(op, left, right)
             except TypeError:
-                raise _Oops("E051", f"cannot compare {type_name(left)} {show(left)} with "
-                            f"{type_name(right)} {show(right)} using `{op}`") from None
+                raise _Oops("E051", f"cannot compare {describe(left)} with "
+                            f"{describe(right)} using `{op}`") from None
             if not ok:
                 return False
             left = right
         return True
+
+    def compare(self, op: str, a, b) -> bool:
+        """``a op b`` on values of the language, in time linear in the objects they are made of
+        (op values share their arguments: Python's own == would walk every path) and paid for."""
+        eq = Equality(self.charge)
+        if op in ("==", "!="):
+            return eq.same(a, b) == (op == "==")
+        return order(op, a, b, eq)
 
     def _binary(self, e, ctx, x):
         a = self.ev(e.left, ctx, x)
@@ -850,8 +937,8 @@ class Elaborator:
             return a + b
         if op == "*" and (isinstance(a, (str, list, tuple)) and isinstance(b, int) and not isinstance(b, bool)):
             if len(a) * max(b, 0) > self.limits.sequence:
-                raise _Oops("E057", f"a sequence of {len(a) * b:,} items is over the limit of {self.limits.sequence:,}",
-                            _RAISE_SEQUENCE)
+                raise _Oops("E057", f"a sequence of {_count(len(a) * b)} items is over the limit of "
+                            f"{self.limits.sequence:,}", _RAISE_SEQUENCE)
             if self.measure(a) * max(b, 0) > self.limits.sequence:  # before allocating
                 raise _Oops("E057", f"a value of over {self.limits.sequence:,} items (nested ones counted) "
                             "is over the limit", "raise it with `--limit sequence=N`")
@@ -859,7 +946,7 @@ class Elaborator:
             return a * b
         if op == "*" and (isinstance(b, (str, list, tuple)) and isinstance(a, int) and not isinstance(a, bool)):
             return self.arith(op, b, a)
-        raise _Oops("E051", f"cannot apply `{op}` to {type_name(a)} {show(a)} and {type_name(b)} {show(b)}")
+        raise _Oops("E051", f"cannot apply `{op}` to {describe(a)} and {describe(b)}")
 
     def check_num(self, v):
         if isinstance(v, float):
@@ -870,7 +957,7 @@ class Elaborator:
 
     def check_int(self, v):
         if abs(v) > self.limits.size:
-            raise _Oops("E056", f"the integer {_short(v)} is too large",
+            raise _Oops("E056", f"the integer {show(v)} is too large",
                         f"integers are limited to {self.limits.size:,}; raise with `--limit size=N`")
         return v
 
@@ -901,11 +988,12 @@ class Elaborator:
             return f.fn(self, *pos, **kw)
         if isinstance(f, (BlockRef, OpRef)):
             self.charge((len(f.args) + len(f.kwargs)) // 8)  # partial application copies what is bound
-        if isinstance(f, BlockRef):
-            return replace(f, args=f.args + tuple(pos), kwargs=tuple({**dict(f.kwargs), **kw}.items()))
-        if isinstance(f, OpRef):
-            return replace(f, args=f.args + tuple(pos), kwargs=tuple({**dict(f.kwargs), **kw}.items()))
-        raise _Oops("E053", f"{type_name(f)} {show(f)} cannot be called")
+            # the new value is one level deeper than what it is given: refused past `nesting`, so
+            # nothing that walks values (==, show, JSON) meets an op value nested 10**5 deep
+            depth = max(f.depth, self.walk(pos + list(kw.values()))[1])
+            return replace(f, args=f.args + tuple(pos), kwargs=tuple({**dict(f.kwargs), **kw}.items()),
+                           depth=depth)
+        raise _Oops("E053", f"{describe(f)} cannot be called")
 
     def _no_kw(self, f):
         raise _Oops("E022", f"`{f.name}` takes no keyword arguments")
@@ -920,11 +1008,11 @@ class Elaborator:
             return t[i]
         if isinstance(t, (list, tuple, str, range)):
             if not isinstance(i, int) or isinstance(i, bool):
-                raise _Oops("E054", f"an index must be an integer, got {type_name(i)} {show(i)}")
+                raise _Oops("E054", f"an index must be an integer, got {describe(i)}")
             if not -len(t) <= i < len(t):
-                raise _Oops("E054", f"index {i} is out of range for a {type_name(t)} of length {len(t)}")
+                raise _Oops("E054", f"index {show(i)} is out of range for a {type_name(t)} of length {len(t)}")
             return t[i]
-        raise _Oops("E054", f"{type_name(t)} {show(t)} cannot be indexed")
+        raise _Oops("E054", f"{describe(t)} cannot be indexed")
 
     def _attr(self, e, ctx, x):
         t = self.ev(e.target, ctx, x)
@@ -934,7 +1022,7 @@ class Elaborator:
                 raise _Oops("E055", f"a tensor of shape {list(t.shape)} has no attribute `{e.name}`",
                             did_you_mean(e.name, Tensor.ATTRS) or f"tensor attributes: {', '.join(Tensor.ATTRS)}")
             return v
-        raise _Oops("E055", f"{type_name(t)} {show(t)} has no attribute `{e.name}`",
+        raise _Oops("E055", f"{describe(t)} has no attribute `{e.name}`",
                     "only tensors have attributes (`in.c`, `in.h`, `in.w`, `in.shape`)")
 
 
@@ -949,13 +1037,27 @@ _EVAL = {
 
 _ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
           "//": operator.floordiv, "%": operator.mod, "**": operator.pow}
-_COMPARE = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
-            ">": operator.gt, ">=": operator.ge}
+
+
+_STATEMENT_NESTING = (A.Group, A.Join, A.If, A.For)
+_NESTING_WORDS = {
+    A.Group: "groups `{ ... }`", A.Call: "block calls", A.If: "`if` blocks", A.For: "`for` loops",
+    A.ListExpr: "lists", A.TupleExpr: "tuples", A.DictExpr: "dicts", A.Unary: "unary minuses (`-x`)",
+    A.Not: "`not`s", A.BoolOp: "`and`s and `or`s", A.Ternary: "conditional expressions (`a if c else b`)",
+    A.Compare: "comparisons", A.Binary: "arithmetic operators", A.CallExpr: "calls (`f(...)`)",
+    A.Index: "indexings (`a[i]`)", A.Attr: "attribute reads (`a.c`)",
+}
+
+
+def _nested_kind(node) -> str | None:
+    """What a node on the elaboration stack is, in words; None for what only passes the nesting on."""
+    if isinstance(node, A.Join):
+        return f"`{node.kind}` joins"
+    return _NESTING_WORDS.get(type(node))
 
 
 _RAISE_SEQUENCE = "raise it with `--limit sequence=N`"
-_LEAVES = frozenset({int, float, bool, type(None), Tensor, BlockRef, OpRef})  # values with no items
-_SEQS = (list, tuple, dict)
+_LEAVES = frozenset({int, float, bool, type(None), Tensor})  # values with no items
 
 
 def _is_key(v) -> bool:
@@ -964,9 +1066,10 @@ def _is_key(v) -> bool:
     return isinstance(v, scalar) or (isinstance(v, tuple) and all(isinstance(i, scalar) for i in v))
 
 
-def _short(v: int) -> str:
-    s = str(v) if abs(v) < 10**30 else f"~10**{len(str(abs(v))) - 1}"
-    return s
+def _count(n: int) -> str:
+    """A count a user computed, with thousands separators; a huge one approximately (Python refuses
+    to write integers of over 4,300 digits, and a message has no use for them)."""
+    return f"{n:,}" if abs(n) < 10**30 else show(n)
 
 
 # ---------------------------------------------------------------------- builtins
@@ -976,6 +1079,8 @@ class Builtin:
     name: str
     fn: object
     kw: bool = False
+
+    value_kind = "builtin"  # how values.type_name and values.show call it
 
     @property
     def signature(self) -> inspect.Signature:
@@ -989,19 +1094,19 @@ def _signature(fn) -> inspect.Signature:
 
 def _int_arg(v, what):
     if not isinstance(v, int) or isinstance(v, bool):
-        raise _Oops("E051", f"{what} must be an integer, got {type_name(v)} {show(v)}")
+        raise _Oops("E051", f"{what} must be an integer, got {describe(v)}")
     return v
 
 
 def _seq_arg(v, what):
     if not isinstance(v, (list, tuple, range, str, dict)):
-        raise _Oops("E051", f"{what} must be a list, tuple or range, got {type_name(v)} {show(v)}")
+        raise _Oops("E051", f"{what} must be a list, tuple or range, got {describe(v)}")
     return v
 
 
 def _num_arg(v, what):
     if not isinstance(v, (int, float)) or isinstance(v, bool):
-        raise _Oops("E051", f"{what} must be a number, got {type_name(v)} {show(v)}")
+        raise _Oops("E051", f"{what} must be a number, got {describe(v)}")
     return v
 
 
@@ -1051,9 +1156,14 @@ def _minmax(pick):
         items = list(_seq_arg(args[0], "its argument")) if len(args) == 1 else list(args)
         if not items:
             raise _Oops("E051", f"{pick.__name__} of an empty sequence")
-        ev.measure(items)  # comparing walks them: bounded, and paid for
+        ev.measure(items)
+        eq = Equality(ev.charge)  # one union-find for every comparison: equal items are matched once
+        best = items[0]
         try:
-            return pick(items)
+            for item in items[1:]:  # the first of the smallest (largest), as Python picks
+                if order("<" if pick is min else ">", item, best, eq):
+                    best = item
+            return best
         except TypeError:
             raise _Oops("E051", f"cannot compare the items of {show(items)}") from None
     return fn
@@ -1087,7 +1197,7 @@ def _round(ev, v, digits=None):
     if digits is None:
         return ev.check_int(round(v))
     digits = _int_arg(digits, "digits")
-    if isinstance(v, int) and digits < -len(str(abs(v))) - 1:
+    if isinstance(v, int) and digits < -(abs(v).bit_length() * 31 // 100 + 2):  # past all its digits
         return 0  # (Python would first compute 10 ** -digits)
     return round(v, digits)
 
@@ -1108,6 +1218,16 @@ BUILTINS = {b.name: b for b in (
 
 # ---------------------------------------------------------------------- API
 
+STACK_FRAMES = 10_000  # Python frames elaboration may use (about 2,500 nested groups, 5,000 nested `-`)
+
+
+def _frames_below() -> int:
+    frame, n = sys._getframe(), 0
+    while frame is not None:
+        frame, n = frame.f_back, n + 1
+    return n
+
+
 def elaborate(module: ModuleScope, network: str | None, params: dict, inputs: dict, limits: Limits,
               sources: dict) -> ArchGraph:
     """Elaborate one network of a loaded module into the IR."""
@@ -1123,12 +1243,13 @@ def elaborate(module: ModuleScope, network: str | None, params: dict, inputs: di
                                hint=did_you_mean(network, module.networks) or
                                f"networks: {', '.join(module.networks)}")
     old = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old, 10_000))
+    sys.setrecursionlimit(_frames_below() + STACK_FRAMES)  # the same room whoever calls: E086 says the same
     try:
         return Elaborator(limits, sources).network(module, net, params, inputs)
-    except RecursionError:
+    except _TooDeep as deep:
+        raise deep.explain(limits) from None
+    except RecursionError:  # (every recursion goes through ev, body or atom, which name it)
         raise LimitError("E086", "the spec nests too deeply to elaborate", net.span,
-                         hint="block calls nest deeper than the interpreter's stack allows (the `depth` "
-                              "limit was raised too far); nest less deeply") from None
+                         hint="nest less deeply") from None
     finally:
         sys.setrecursionlimit(old)
