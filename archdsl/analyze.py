@@ -9,12 +9,14 @@ import csv
 import io
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
+from .errors import ArchError, Limits, Span
 from .files import write_atomic
 from .ir import ArchGraph
 from .ops import OPS
-from .report import fmt_count, fmt_shape
+from .report import fmt_count, fmt_shape, plain, printable
+from .values import BlockRef, OpRef, Tensor, describe, show, type_name
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 INDEX_BYTES = 8                 # int64 argmax indices that max pooling keeps for backward
@@ -46,14 +48,42 @@ class Summary:
     rows: list
     totals: dict                # flat ints; see docs/analysis.md
     categories: dict = field(default_factory=dict)   # op category -> count
-    meta: dict = field(default_factory=dict)         # the spec's `meta` statements
+    meta: dict = field(default_factory=dict)         # the spec's `meta` statements, values as evaluated
+    graph: ArchGraph | None = field(default=None, repr=False, compare=False)  # for meta spans and sources
 
     @property
     def top1(self) -> float | None:
-        return self.meta.get("top1")
+        """``meta top1`` (ImageNet top-1, percent), checked to be one; None when not declared."""
+        return self.meta_number("top1", "percent", 0, 100)
+
+    def meta_number(self, name: str, unit: str, low: float, high: float) -> float | None:
+        """A meta value a command computes with: a number in [low, high] or absent (None); anything
+        else is E063 at its `meta` line, where it is read (elaboration lets a meta be any value)."""
+        v = self.meta.get(name)
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise self.meta_error(name, "E063", f"meta {name} must be a number ({unit}), got {describe(v)}",
+                                  hint=f"write it as a number literal: `meta {name} = 76.13`")
+        if not low <= v <= high:
+            raise self.meta_error(name, "E063", f"meta {name} must be between {low} and {high} ({unit}), "
+                                                f"got {show(v)}")
+        return v
+
+    def meta_error(self, name: str, code: str, message: str, hint: str | None = None) -> ArchError:
+        """A diagnostic about ``meta name``, pointing at its statement, with the source to show."""
+        err = ArchError(code, message, meta_span(self.graph, name) if self.graph else None, hint=hint)
+        err.sources = dict(self.graph.sources) if self.graph else {}
+        return err
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain data for JSON: meta values converted by :func:`meta_json` (they can be any value
+        of the language: ranges, tuple-keyed dicts, blocks, tensors)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("graph", "rows", "meta")}
+        out = {k: dict(v) if isinstance(v, dict) else v for k, v in out.items()}
+        out["rows"] = [asdict(r) for r in self.rows]
+        out["meta"] = meta_json(self.meta)    # one budget for all the values
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
@@ -79,7 +109,7 @@ class Summary:
         cells = [("name", "op", "output", "params", "MACs", "activations")]
         for r in self.rows:
             op = (r.op if r.ops == 1 else f"{r.op} ({r.ops} ops)") + (" [train]" if r.train_only else "")
-            cells.append((r.name, op, fmt_shape(r.output), f"{r.params:,}" if r.params else "",
+            cells.append((printable(r.name), printable(op), fmt_shape(r.output), f"{r.params:,}" if r.params else "",
                           fmt_count(r.macs) if r.macs else "", fmt_bytes(r.activation_bytes) if r.activation_bytes else ""))
         widths = [max(len(row[i]) for row in cells) for i in range(6)]
         return ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
@@ -105,7 +135,7 @@ class Summary:
         ]
 
     def title(self) -> str:
-        return f"{self.network} (batch {self.batch}, {self.dtype})"
+        return printable(f"{self.network} (batch {self.batch}, {self.dtype})")
 
     def __str__(self) -> str:
         notes = [f"{label:<12} {text}" for label, text in self.notes()]
@@ -117,7 +147,7 @@ class Summary:
         from rich.text import Text
         console = console or Console(highlight=False)
         header, *lines = self.lines()
-        text = Text(self.title() + "\n", style="bold")
+        text = Text(self.title() + "\n", style="bold")   # Text: shown literally, never read as markup
         text.append(header + "\n", style="bold")
         for line, row in zip(lines, self.rows):
             text.append(line + "\n", style="dim" if row.train_only else "")
@@ -133,6 +163,90 @@ def fmt_bytes(n: int) -> str:
         if n >= size:
             return f"{n / size:.1f} {unit}"
     return f"{n} B"
+
+
+# ----------------------------------------------------------------------------- meta values
+
+META_ITEMS = 10_000     # items of meta that JSON shows, all values together (one may hold a million)
+META_DEPTH = 32         # levels of nesting shown (values may nest 200 deep)
+META_CHARS = 10_000     # characters of one string shown; every 32 characters cost an item
+
+
+def meta_json(value):
+    """A meta value (or the whole ``meta`` dict) as JSON data, for every value of the language:
+    lists, tuples and ranges become lists; a dict is an object when its keys are strings and a
+    list of ``[key, value]`` pairs otherwise (JSON keys are strings only, and ``1`` and ``"1"``
+    are different keys); a tensor is its shape; blocks, ops and builtins are their shown name
+    (``"block stem"``). Bounded: ``META_ITEMS`` items, ``META_DEPTH`` levels, ``META_CHARS``
+    characters a string, anything cut marked ``"..."``, in time linear in what is shown, never
+    recursing into a value's Python internals (a block value holds its whole syntax tree)."""
+    return _json(value, [META_ITEMS], 0)
+
+
+def _json(v, budget: list, depth: int):
+    budget[0] -= 1
+    if v is None or isinstance(v, (bool, int)):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else str(v)
+    if isinstance(v, str):
+        budget[0] -= min(len(v), META_CHARS) // 32
+        return v if len(v) <= META_CHARS else v[:META_CHARS] + " ..."
+    if isinstance(v, Tensor):
+        return list(v.shape)
+    if isinstance(v, (BlockRef, OpRef)):
+        return show(v)
+    if isinstance(v, (list, tuple, range, dict)):
+        return _json_items(v, budget, depth)
+    name = getattr(v, "name", None)   # a builtin function (`meta f = len`)
+    return f"builtin {name}" if isinstance(name, str) else type_name(v)
+
+
+def _json_items(v, budget: list, depth: int):
+    if depth >= META_DEPTH:
+        return "..."
+    is_dict = isinstance(v, dict)
+    shown, cut = [], False
+    for item in v.items() if is_dict else v:
+        if budget[0] <= 0:
+            cut = True
+            break
+        shown.append((item[0], _json(item[1], budget, depth + 1)) if is_dict else _json(item, budget, depth + 1))
+    if not is_dict:
+        return shown + ["..."] if cut else shown
+    if all(isinstance(k, str) for k, _ in shown):
+        out = dict(shown)
+        if cut:
+            out["..."] = f"{len(v) - len(shown):,} more"
+        return out
+    pairs = [[_json(k, budget, depth + 1), x] for k, x in shown]
+    return pairs + ["..."] if cut else pairs
+
+
+def meta_span(graph: ArchGraph, name: str) -> Span | None:
+    """Where ``meta name`` is stated: the last such statement of the first file (the main one
+    comes first) that has one. Only diagnostics need it, so it is looked up then, from the
+    sources (their parse is cached); elaboration keeps no spans of meta values."""
+    spans = getattr(graph, "meta_spans", None)   # recorded by elaboration, where it does
+    if spans and name in spans:
+        return spans[name]
+    from .syntax import Meta, Node, parse
+    for file, text in graph.sources.items():
+        try:
+            stack, found = [parse(text, file, Limits())], []
+        except ArchError:
+            continue
+        while stack:
+            node = stack.pop()
+            if isinstance(node, (list, tuple)):
+                stack.extend(reversed(node))
+            elif isinstance(node, Node):
+                if isinstance(node, Meta) and node.name == name:
+                    found.append(node.span)
+                stack.extend(reversed([getattr(node, f.name) for f in fields(node) if f.name != "span"]))
+        if found:
+            return max(found, key=lambda sp: (sp.line, sp.col))
+    return None
 
 
 # ----------------------------------------------------------------------------- memory rules
@@ -237,7 +351,7 @@ def summary(source, batch: int = 1, dtype: str = "fp32", depth: int | None = Non
         rows = _aggregate(graph, rows, depth)
     shape = lambda n: tuple(graph.table[n]["shape"])  # noqa: E731
     return Summary(graph.network, batch, dtype, depth, {k: shape(n) for k, n in graph.inputs.items()},
-                   {o.name: shape(o.node) for o in graph.outputs}, rows, totals, categories, dict(graph.meta))
+                   {o.name: shape(o.node) for o in graph.outputs}, rows, totals, categories, dict(graph.meta), graph)
 
 
 def _aggregate(graph: ArchGraph, rows: list, depth: int) -> list:
@@ -303,9 +417,9 @@ COMPARED = (("parameters", "params", fmt_count), ("buffers", "buffers", fmt_coun
 def compare_table(a: Summary, b: Summary):
     """A rich Table of two summaries: each metric, its difference and ratio (B / A)."""
     from rich.table import Table
-    t = Table(box=None, pad_edge=False, title=f"{a.network} vs {b.network}", title_justify="left")
+    t = Table(box=None, pad_edge=False, title=plain(f"{a.network} vs {b.network}"), title_justify="left")
     for col in ("", a.network, b.network, "B - A", "B / A"):
-        t.add_column(col, justify="left" if not col else "right")
+        t.add_column(plain(col), justify="left" if not col else "right")
     rows = [(label, a.totals[k], b.totals[k], f) for label, k, f in COMPARED]
     rows += [(f"{c} ops", a.categories.get(c, 0), b.categories.get(c, 0), str)
              for c in sorted(set(a.categories) | set(b.categories)) if c != "io"]
@@ -313,8 +427,9 @@ def compare_table(a: Summary, b: Summary):
         diff = ("+" if y > x else "-" if y < x else "") + f(abs(y - x))
         t.add_row(label, f(x), f(y), diff, f"{y / x:.2f}" if x else "")
     for label, p, q in (("inputs", a.inputs, b.inputs), ("outputs", a.outputs, b.outputs)):
-        show = lambda d: ", ".join(f"{k} {fmt_shape(v)}" for k, v in d.items())  # noqa: E731
-        t.add_row(label, show(p), show(q), "same" if list(p.values()) == list(q.values()) else "differs", "")
+        shapes = lambda d: ", ".join(f"{k} {fmt_shape(v)}" for k, v in d.items())  # noqa: E731
+        same = "same" if list(p.values()) == list(q.values()) else "differs"
+        t.add_row(label, plain(shapes(p)), plain(shapes(q)), same, "")
     return t
 
 
@@ -332,10 +447,10 @@ def chart(summaries: list[Summary], path) -> list[str]:
     """The lecture's complexity chart as a PNG: top-1 against GMACs, circle area proportional
     to parameters, for the summaries whose spec declares ``meta top1``; params against GMACs
     when none does. Returns the names left out for lack of accuracy."""
+    acc = [s for s in summaries if s.top1 is not None]   # checked (E063) before matplotlib loads
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    acc = [s for s in summaries if s.top1 is not None]
     shown, left_out = (acc, [s.network for s in summaries if s.top1 is None]) if acc else (summaries, [])
     biggest = max(s.totals["params"] for s in shown) or 1
     area = lambda p: 3000 * p / biggest  # noqa: E731  (points squared)

@@ -1,18 +1,21 @@
 """``archdsl zoo``: every spec of a folder in one table, optionally proven against its reference.
 
-Each spec names its reference implementation with ``meta reference``:
-``"torchvision.models.resnet50"`` or ``"timm:inception_v4"``. With ``--parity`` the
-reference is built (random weights, no download), its ``state_dict`` is loaded into the
-compiled spec with ``strict=True``, and the two outputs are compared in eval mode.
+Each spec names its reference implementation with ``meta reference``
+(``"torchvision:resnet50"``, ``"timm:inception_v4"``; the older ``"torchvision.models.resnet50"``
+still works), resolved by :mod:`archdsl.reference` and nothing else. With ``--parity`` the
+reference is built with random weights (never downloaded), its ``state_dict`` is loaded into
+the compiled spec with ``strict=True``, and the two outputs are compared in eval mode.
+Without ``--parity`` the references' form is checked but no library (and no torch) is imported.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .analyze import summary
-from .report import fmt_count
+from . import reference as references
+from .analyze import Summary, summary
+from .errors import ArchError, Limits
+from .report import fmt_count, plain
 
 
 @dataclass
@@ -28,70 +31,99 @@ class Entry:
     parity: str = "-"
 
 
-def source_lines(path: Path, seen: set | None = None) -> int:
-    """Non-blank, non-comment lines of a spec and of every file it imports (each once)."""
-    seen = set() if seen is None else seen
-    path = path.resolve()
-    if path in seen:
-        return 0
-    seen.add(path)
-    count = 0
-    for line in path.read_text(encoding="utf-8").splitlines():
-        code = line.split("#", 1)[0].strip()
-        if not code:
-            continue
-        count += 1
-        m = re.match(r'import\s+"([^"]+)"', code)
-        if m and (path.parent / m.group(1)).exists():
-            count += source_lines(path.parent / m.group(1), seen)
-    return count
+def count_lines(texts) -> int:
+    """Non-blank, non-comment lines of some source texts."""
+    return sum(1 for text in texts for line in text.splitlines() if line.split("#", 1)[0].strip())
 
 
-def reference_model(reference: str):
-    """Build a reference model from its ``meta reference`` name, with random weights."""
-    if reference.startswith("timm:"):
-        import timm
-        return timm.create_model(reference[5:], pretrained=False)
-    if reference.startswith("torchvision.models."):
-        import torchvision
-        name = reference.rsplit(".", 1)[1]
-        kwargs = {"init_weights": True} if name.startswith(("googlenet", "inception", "vgg")) else {}
-        return getattr(torchvision.models, name)(weights=None, **kwargs)
-    raise ValueError(f"unknown reference {reference!r}")
+def source_lines(path: Path) -> int:
+    """Non-blank, non-comment lines of a spec and of every file it imports, each file once.
+
+    The files are the ones the loader reads, resolved as it resolves them (``std/`` imports,
+    relative ones, links), so the count cannot drift from what a spec really uses."""
+    from .loader import Loader
+    loader = Loader(Limits())
+    loader.load_file(Path(path))
+    return count_lines(loader.sources.values())
 
 
-def parity(spec: Path, reference: str, shape: tuple) -> str:
+def reference_of(s: Summary) -> references.Reference | None:
+    """The summary's spec's reference, its form checked (diagnostics at its meta lines)."""
+    return references.from_meta(s.meta, s.meta_error)
+
+
+def _tensors(out) -> list:
+    """A model's output as a flat list of tensors (a tensor, a tuple or a dict of them)."""
+    if isinstance(out, dict):
+        return [t for v in out.values() for t in _tensors(v)]
+    if isinstance(out, (tuple, list)):
+        return [t for v in out for t in _tensors(v)]
+    return [out]
+
+
+def parity(spec: Path, ref: references.Reference, s: Summary) -> str:
     """Load the reference's weights into the compiled spec and compare outputs (batch 1)."""
     import torch
     from .compile import load
-    ref = reference_model(reference).eval()
+    want = (s.totals["params"], s.totals["buffers"])
+    got = references.size(ref)
+    if got is not None and got != want:   # refused before anything is allocated
+        return f"FAILS ({ref.label} has {got[0]:,} parameters and {got[1]:,} buffer elements, the spec " \
+               f"{want[0]:,} and {want[1]:,})"
+    model = references.build(ref, max_params=want[0]).eval()
     ours = load(spec).eval()
-    ours.load_state_dict(ref.state_dict(), strict=True)
-    x = torch.randn(1, *shape, generator=torch.Generator().manual_seed(0))
+    try:
+        ours.load_state_dict(model.state_dict(), strict=True)
+    except RuntimeError as e:
+        return f"FAILS (state_dict: {str(e).splitlines()[0]})"
+    x = torch.randn(1, *next(iter(s.inputs.values())), generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
-        a, b = ours(x), ref(x)
-    err = ((a - b).abs().max() / b.abs().max()).item()
+        try:
+            a, b = _tensors(ours(x)), _tensors(model(x))
+        except Exception as e:   # the reference refuses the spec's input: a failed comparison, not a crash
+            return f"FAILS ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+    if len(a) != len(b) or any(p.shape != q.shape for p, q in zip(a, b)):
+        return "FAILS (outputs differ in number or shape)"
+    err = max(((p - q).abs().max() / q.abs().max().clamp_min(1e-30)).item() for p, q in zip(a, b))
     if err > 1e-5:
         return f"FAILS (rel. err {err:.1e})"
     return "identical outputs" if err == 0 else f"equal (rel. err {err:.0e})"
 
 
+def folder_of(name) -> Path:
+    """The zoo's folder; a missing one is E070 (the command's own argument, so no span)."""
+    folder = Path(name)
+    try:
+        what = None if folder.is_dir() else "is not a folder" if folder.exists() else "does not exist"
+    except (OSError, ValueError) as e:   # a NUL byte, a name too long
+        what = f"cannot be read ({getattr(e, 'strerror', None) or e})"
+    if what:
+        raise ArchError("E070", f"cannot list the zoo: {str(folder)!r} {what}",
+                        hint="`archdsl zoo DIR` takes a folder of .arch specs (default: specs)")
+    return folder
+
+
 def entries(folder: Path, run_parity: bool = False, progress=None) -> list[Entry]:
     out = []
-    for spec in sorted(folder.glob("*.arch")):
+    for spec in sorted(folder_of(folder).glob("*.arch")):
         s = summary(spec)
-        ref = s.meta.get("reference", "")
+        ref = reference_of(s)
         e = Entry(spec.stem, s.network, s.totals["params"], s.totals["macs"],
-                  ", ".join("x".join(map(str, v)) for v in s.inputs.values()), ref or "paper", s.top1,
-                  source_lines(spec))
+                  ", ".join("x".join(map(str, v)) for v in s.inputs.values()), ref.text if ref else "paper",
+                  s.top1, count_lines(s.graph.sources.values()))
         if not ref:
             e.parity = "paper"
         elif run_parity:
-            e.parity = parity(spec, ref, next(iter(s.inputs.values())))
+            e.parity = parity(spec, ref, s)
         out.append(e)
         if progress:
             progress(e)
     return out
+
+
+def _cell(text: str) -> str:
+    """A markdown table cell: a `|` would end the cell early."""
+    return text.replace("|", "\\|")
 
 
 def markdown(rows: list[Entry]) -> str:
@@ -101,31 +133,30 @@ def markdown(rows: list[Entry]) -> str:
         top1 = f"{e.top1:.2f}" if e.top1 is not None else ""
         gmacs = e.macs / 1e9
         macs = f"{gmacs:.3f}" if gmacs >= 0.01 else f"{gmacs:.2g}"
-        lines.append(f"| `{e.spec}` | {e.params:,} | {macs} | {e.input} | {e.reference} | {top1} "
-                     f"| {e.parity} | {e.lines} |")
+        lines.append(f"| `{_cell(e.spec)}` | {e.params:,} | {macs} | {e.input} | {_cell(e.reference)} | {top1} "
+                     f"| {_cell(e.parity)} | {e.lines} |")
     return "\n".join(lines) + "\n"
 
 
 def cli(args) -> int:
-    folder = Path(args.dir)
-    if not folder.is_dir():
-        print(f"archdsl: error: no folder {folder}", flush=True)
-        return 2
+    folder = folder_of(args.dir)
     if args.format == "markdown":
         print(markdown(entries(folder, args.parity)), end="")
         return 0
     from rich.console import Console
     from rich.table import Table
     console = Console(highlight=False)
-    table = Table(title=f"archdsl zoo: {folder}", title_justify="left", box=None)
+    # every user string (folder, spec and reference names, parity messages) goes to rich as a Text
+    table = Table(title=plain(f"archdsl zoo: {folder}"), title_justify="left", box=None)
     for col, just in (("spec", "left"), ("params", "right"), ("MACs", "right"), ("input", "left"),
                       ("reference", "left"), ("top-1", "right"), ("parity", "left"), ("lines", "right")):
         table.add_column(col, justify=just)
     with console.status("checking specs...") as status:
-        rows = entries(folder, args.parity, lambda e: status.update(f"checked {e.spec}"))
+        rows = entries(folder, args.parity, lambda e: status.update(plain(f"checked {e.spec}")))
     table.caption = "parity: run with --parity" if not args.parity else None
     for e in rows:
-        table.add_row(e.spec, fmt_count(e.params), fmt_count(e.macs), e.input, e.reference.split(".")[0].split(":")[0],
-                      f"{e.top1:.2f}" if e.top1 is not None else "", e.parity, str(e.lines))
+        library = "paper" if e.reference == "paper" else references.from_meta({"reference": e.reference}).library
+        table.add_row(plain(e.spec), fmt_count(e.params), fmt_count(e.macs), plain(e.input), plain(library),
+                      f"{e.top1:.2f}" if e.top1 is not None else "", plain(e.parity), str(e.lines))
     console.print(table)
     return 0

@@ -14,13 +14,13 @@ References are built inside each test (on the meta device where only structure i
 """
 from __future__ import annotations
 
-import importlib
 import re
 from pathlib import Path
 
 import pytest
 
 import archdsl
+from archdsl import reference as references
 from archdsl.zoo import source_lines
 from conftest import ROOT, checked, state_suffixes
 from zoo_reference import ROWS, ZooRow
@@ -42,14 +42,10 @@ def spec_path(row: ZooRow) -> Path:
 
 
 def build_reference(row: ZooRow, meta: bool = False, **extra):
-    """The reference model, randomly initialised (weights=None); on the meta device if ``meta``."""
-    module, _, name = row.reference.rpartition(".")
-    ctor = getattr(importlib.import_module(module), name)
-    kwargs = {"weights": None, **row.ref_kwargs, **extra}
-    if meta:
-        with torch.device("meta"):
-            return ctor(**kwargs)
-    return ctor(**kwargs)
+    """The reference model through archdsl's resolver (what `zoo --parity` builds): randomly
+    initialised, weights=None; on the meta device if ``meta``."""
+    ref = references.from_meta({"reference": row.reference, "reference_args": row.ref_kwargs or None})
+    return references.build(ref, device="meta" if meta else None, **extra)
 
 
 def weighted_nodes(graph) -> list[dict]:

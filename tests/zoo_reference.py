@@ -4,10 +4,11 @@
 (the timm / paper half) uses the same row type. Fields:
 
 ``spec``         the spec file's name in ``specs/`` without ``.arch`` ("resnet50"), as in the papers table.
-``reference``    the reference constructor as a dotted path ("torchvision.models.resnet50"),
-                 or None where there is no runnable reference.
-``ref_kwargs``   keyword arguments for the reference constructor besides ``weights=None``
-                 (``{"aux_logits": False, "init_weights": True}``).
+``reference``    the spec's ``meta reference`` ("torchvision.models.resnet50", the older spelling
+                 of "torchvision:resnet50"), built by ``archdsl.reference`` as ``zoo --parity``
+                 builds it, or None where there is no runnable reference.
+``ref_kwargs``   constructor arguments as ``meta reference_args`` would give them; the resolver
+                 adds ``weights=None`` itself (``{"aux_logits": False, "init_weights": True}``).
 ``params``       trainable parameters of the reference built with ``ref_kwargs`` (1000 classes);
                  the spec's ``graph.total_params`` must equal it.
 ``input``        the spec's default input shape, batch excluded: (C, H, W).
@@ -16,7 +17,7 @@
                  does not fit smaller inputs.
 ``spec_params``  network parameters passed to ``archdsl.check`` / ``archdsl.load`` ({"aux": False}).
 
-Conventions of the specs these rows describe: ``meta reference`` names the constructor (as
+Conventions of the specs these rows describe: ``meta reference`` names the model (as
 ``reference``), ``meta year`` is the year the paper first appeared (arXiv where it did),
 ``meta top1`` is torchvision's published ImageNet-1K top-1 of its IMAGENET1K_V1 weights, rounded
 to two decimals.
