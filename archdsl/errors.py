@@ -35,6 +35,12 @@ class Frame:
 _SHOWN = 160  # characters of a source line a diagnostic shows
 
 
+def _shown(value) -> str:
+    """A value from the API in a message, bounded (values.show imports nothing of ours, but load it late)."""
+    from .values import show
+    return show(value)
+
+
 def _cut(text: str, limit: int = 1000) -> str:
     """A message, note or hint cut to about ``limit`` characters (a name can be a megabyte long)."""
     return text if len(text) <= limit else f"{text[:limit * 3 // 4]} ... {text[-limit // 5:]}"
@@ -142,8 +148,10 @@ class Limits:
     source: int = 2**20             # bytes of one source file
     nesting: int = 200              # nesting depth of brackets, blocks, expressions and values
     steps: int = 1_000_000          # elaboration work: statements, expressions, calls, items copied
+    memory: int = 0                 # bytes of weights archdsl.load may allocate; 0: 80 % of what the process can get
 
-    FIELDS = ("depth", "nodes", "repeat", "params", "tensor", "size", "sequence", "source", "nesting", "steps")
+    FIELDS = ("depth", "nodes", "repeat", "params", "tensor", "size", "sequence", "source", "nesting", "steps",
+              "memory")
 
     @classmethod
     def of(cls, overrides: dict | None = None) -> "Limits":
@@ -152,8 +160,9 @@ class Limits:
             if key not in cls.FIELDS:
                 raise ArchError("E090", f"unknown limit `{key}`", hint=did_you_mean(key, cls.FIELDS)
                                 or f"limits are: {', '.join(cls.FIELDS)}")
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ArchError("E090", f"limit `{key}` must be a positive integer, got {value!r}")
+            least = 0 if key == "memory" else 1   # memory=0: the default, 80 % of what the process can get
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ArchError("E090", f"limit `{key}` must be a positive integer, got {_shown(value)}")
             setattr(limits, key, value)
         return limits
 
@@ -203,10 +212,15 @@ CODES = {
     "E058": "cannot unpack",
     "E059": "bad repetition count",
     "E060": "assertion failed",
+    "E061": "bad meta reference",
+    "E062": "bad meta reference_args",
+    "E063": "meta value of the wrong kind",
     "E070": "import not found",
     "E071": "import outside the allowed folders",
     "E072": "import cycle",
     "E073": "import of a non-.arch file",
+    "E074": "spec that is not a regular file",
+    "E075": "bad loading record",
     "E081": "tensor over the size limit",
     "E082": "parameters over the limit",
     "E083": "ops over the limit",
@@ -214,5 +228,10 @@ CODES = {
     "E085": "block calls nested too deeply",
     "E086": "spec too deep to process",
     "E087": "elaboration steps over the limit",
+    "E088": "weights too large for the memory",
+    "E089": "allocating the weights failed",
     "E090": "bad limit",
+    "E091": "drawing too large for Graphviz",
+    "E092": "Graphviz ran out of time",
+    "E093": "Graphviz ran out of memory",
 }

@@ -24,6 +24,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .values import describe, show
+
 OPS: dict[str, "Op"] = {}
 
 
@@ -64,9 +66,9 @@ def as_int(v, what: str) -> int:
     if isinstance(v, float) and math.isfinite(v) and v.is_integer():
         return int(v)
     if isinstance(v, float):
-        raise BadArgument(f"{what} must be an integer, got {v!r}",
+        raise BadArgument(f"{what} must be an integer, got {show(v)}",
                           hint="use `//` for integer division, or int(...) / round(...)")
-    raise BadArgument(f"{what} must be an integer, got {type_name(v)} {v!r}")
+    raise BadArgument(f"{what} must be an integer, got {describe(v)}")
 
 
 def type_name(v) -> str:
@@ -95,20 +97,20 @@ class P:
             v = as_int(v, what)
         elif k == "float":
             if not _is_number(v):
-                raise BadArgument(f"{what} must be a number, got {type_name(v)} {v!r}")
+                raise BadArgument(f"{what} must be a number, got {describe(v)}")
             v = float(v)
             if not math.isfinite(v):
-                raise BadArgument(f"{what} must be finite, got {v!r}", code="E050")
+                raise BadArgument(f"{what} must be finite, got {show(v)}", code="E050")
         elif k == "bool":
             if not isinstance(v, bool):
-                raise BadArgument(f"{what} must be true or false, got {v!r}")
+                raise BadArgument(f"{what} must be true or false, got {show(v)}")
         elif k == "str":
             if not isinstance(v, str):
-                raise BadArgument(f"{what} must be a string, got {type_name(v)} {v!r}")
+                raise BadArgument(f"{what} must be a string, got {describe(v)}")
         elif k in ("size", "padding"):
             if k == "padding" and isinstance(v, str):
                 if v not in ("same", "valid"):
-                    raise BadArgument(f'{what} must be a size, "same" or "valid", got {v!r}')
+                    raise BadArgument(f'{what} must be a size, "same" or "valid", got {show(v)}')
                 return v
             if isinstance(v, (list, tuple)):
                 if not 1 <= len(v) <= 3:
@@ -124,23 +126,23 @@ class P:
             elif isinstance(v, (list, tuple)) and all(_is_number(x) for x in v):
                 v = tuple(float(x) for x in v)
             else:
-                raise BadArgument(f"{what} must be a number or a list of numbers, got {v!r}")
+                raise BadArgument(f"{what} must be a number or a list of numbers, got {show(v)}")
             for x in v:
                 if not math.isfinite(x):
-                    raise BadArgument(f"{what} must be finite, got {x!r}", code="E050")
+                    raise BadArgument(f"{what} must be finite, got {show(x)}", code="E050")
                 self._bounds(x, what)
             return v
         if self.choices and v not in self.choices:
-            raise BadArgument(f"{what} must be one of {', '.join(map(repr, self.choices))}, got {v!r}")
+            raise BadArgument(f"{what} must be one of {', '.join(map(repr, self.choices))}, got {show(v)}")
         if _is_number(v):
             self._bounds(v, what)
         return v
 
     def _bounds(self, v, what):
         if self.min is not None and v < self.min:
-            raise BadArgument(f"{what} must be at least {self.min:g}, got {v!r}", code="E024")
+            raise BadArgument(f"{what} must be at least {self.min:g}, got {show(v)}", code="E024")
         if self.max is not None and v > self.max:
-            raise BadArgument(f"{what} must be at most {self.max:g}, got {v!r}", code="E024")
+            raise BadArgument(f"{what} must be at most {self.max:g}, got {show(v)}", code="E024")
 
 
 def req(name: str, kind: str = "int", **kw) -> P:
@@ -906,10 +908,10 @@ class Dropout(Op):
 
     def check(self, a):
         if a["p"] >= 1:
-            raise BadArgument(f"`p` must be below 1, got {a['p']!r}", where="p", code="E024")
+            raise BadArgument(f"`p` must be below 1, got {show(a['p'])}", where="p", code="E024")
 
     def forward(self, a, args, mod, inplace):
-        return f"F.dropout({args[0]}, {a['p']!r}, self.training)"
+        return f"F.dropout({args[0]}, {show(a['p'])}, self.training)"
 
     def label(self, a):
         return f"dropout {a['p']:g}"
@@ -925,10 +927,10 @@ class DropPath(Op):
 
     def check(self, a):
         if a["survival"] <= 0:
-            raise BadArgument(f"`survival` must be above 0, got {a['survival']!r}", where="survival", code="E024")
+            raise BadArgument(f"`survival` must be above 0, got {show(a['survival'])}", where="survival", code="E024")
 
     def forward(self, a, args, mod, inplace):
-        return args[0] if a["survival"] == 1 else f"drop_path({args[0]}, {a['survival']!r}, self.training)"
+        return args[0] if a["survival"] == 1 else f"drop_path({args[0]}, {show(a['survival'])}, self.training)"
 
     def label(self, a):
         return f"droppath {a['survival']:g}"
@@ -998,14 +1000,14 @@ class Mean(Op):
 
     def check(self, a):
         if a["drop_path"] >= 1:
-            raise BadArgument(f"`drop_path` must be below 1, got {a['drop_path']!r}", where="drop_path", code="E024")
+            raise BadArgument(f"`drop_path` must be below 1, got {show(a['drop_path'])}", where="drop_path", code="E024")
 
     def shape(self, a, xs):
         return same_shapes("mean", xs)
 
     def forward(self, a, args, mod, inplace):
         if a["drop_path"]:
-            return f"fractal_join([{', '.join(args)}], {a['drop_path']!r}, self.training)"
+            return f"fractal_join([{', '.join(args)}], {show(a['drop_path'])}, self.training)"
         return args[0] if len(args) == 1 else f"({' + '.join(args)}) / {len(args)}"
 
 

@@ -32,6 +32,20 @@ class Example:
     kwargs: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)
     file: str = "example.arch"  # where the diagnostic points
+    call: object = None         # what reads the spec, when not archdsl.check: a command's own check
+
+
+def zoo_reads(path, **kwargs):
+    """What `archdsl zoo` reads of a spec: its reference, and its top-1 as a number."""
+    from archdsl.zoo import reference_of
+    s = archdsl.summary(path, **kwargs)
+    reference_of(s)
+    return s.top1
+
+
+def draws(path, **kwargs):
+    """What `archdsl render` does with a spec: bound the drawing, then run Graphviz under its limits."""
+    return archdsl.render(path, **kwargs).pipe("svg")
 
 
 def net(body: str, blocks: str = "") -> str:
@@ -86,23 +100,42 @@ EXAMPLES = [
     Example("E058", net("    for a, b in [1, 2] { relu }"), 3, 5, "cannot unpack 1 into 2 names"),
     Example("E059", net("    relu * -1"), 3, 12, "repetition count must be a non-negative integer"),
     Example("E060", net("    conv(8, 3)\n    assert in.c == 16, \"stem width\""), 4, 12, "assertion failed: in.c == 16"),
-    Example("E070", 'import "lib/missing.arch"\n' + net("    relu"), 1, 1, "cannot find 'lib/missing.arch'"),
+    Example("E061", net('    meta reference = "timm:local-dir:/etc"\n    relu'), 3, 5,
+            "NAME must be a model name timm registers", call=zoo_reads),
+    Example("E062", net('    meta reference = "torchvision:resnet50"\n    meta reference_args = {"weights": "DEFAULT"}'
+                        '\n    relu'), 4, 5, "may not set `weights`", call=zoo_reads),
+    Example("E063", net('    meta top1 = "76.1"\n    relu'), 3, 5, 'meta top1 must be a number (percent), got string "76.1"',
+            call=zoo_reads),
+    Example("E070", 'import "lib/missing.arch"\n' + net("    relu"), 1, 1, 'cannot find "lib/missing.arch"'),
     Example("E071", 'import "../outside.arch"\n' + net("    relu"), 1, 1, "leaves the allowed folders"),
     Example("E072", 'import "a.arch"\n' + net("    relu"), 1, 1, "import cycle: a.arch -> b.arch -> a.arch",
             files={"a.arch": 'import "b.arch"\n', "b.arch": 'import "a.arch"\n'}, file="b.arch"),
     Example("E073", 'import "model.py"\n' + net("    relu"), 1, 1, "can only import .arch files"),
+    Example("E074", 'import "blocks.arch"\n' + net("    relu"), 1, 1, "blocks.arch is a directory, not a spec file",
+            files={"blocks.arch/resnet.arch": "block b() { relu }\n"}),
+    Example("E075", net("    relu"), None, None, "not a loading record", {"files": {"version": 1, "main": "x"}}),
     Example("E081", net("    upsample(scale=512) -> conv(1024, 1)"), 3, 28, "over the limit of 2,147,483,648"),
     Example("E082", net("    flatten -> linear(10 ** 7)"), 3, 16, "over 10,000,000,000 parameters"),
     Example("E083", net("    relu * 20"), 3, 5, "more than 10 ops", {"limits": {"nodes": 10}}),
     Example("E084", net("    relu * 1000000"), 3, 12, "over the repeat limit of 100,000"),
     Example("E085", net("    r()", "block r() {\n    relu -> r()\n}\n"), 2, 13, "nested deeper than 64"),
-    Example("E086", net("    r(100000)", "block r(n) {\n    if n > 0 { relu -> r(n - 1) }\n}\n"), 4, 1,
+    Example("E086", net("    r(100000)", "block r(n) {\n    if n > 0 { relu -> r(n - 1) }\n}\n"), 6, 5,
             "nests too deeply", {"limits": {"depth": 10**6, "nodes": 10**6}}),
     Example("E086", 'import "a0.arch"\n' + net("    relu"), 1, 1, "imports nested deeper than 64",
             files={f"a{i}.arch": f'import "a{i + 1}.arch"\n' for i in range(70)}, file="a63.arch"),
     Example("E087", net("    for i in range(100000) { for j in range(100000) { } }"), 3, 30,
             "elaboration needs over 1,000,000 steps"),
+    Example("E088", net("    conv(16, 3)"), 3, 5, "over the memory limit of 1000 B", {"limits": {"memory": 1000}},
+            call=lambda path, **kw: archdsl.load(path, **kw)),
+    Example("E089", "network t() {\n    input v: [2**17]\n    fc: linear(2**31)\n}\n", 3, 9,  # 1 PiB: past any
+            "allocating the weights failed", {"limits": {"params": 2**49, "memory": 2**51}},   # address space
+            call=lambda path, **kw: archdsl.load(path, **kw)),
     Example("E090", net("    relu"), None, None, "unknown limit `nodez`", {"limits": {"nodez": 5}}),
+    Example("E091", net("    relu * 30"), 1, 1, "over the bounds of 10 nodes", {"max_nodes": 10}, call=draws),
+    Example("E092", net("    relu"), 1, 1, "dot ran out of time: still drawing after 0.001 s", {"dot_timeout": 0.001},
+            call=draws),
+    Example("E093", net("    relu"), 1, 1, "dot ran out of memory under the limit of 1 MB", {"dot_memory": 2**20},
+            call=draws),
 ]
 
 
@@ -111,12 +144,13 @@ def run(example: Example, folder: Path) -> archdsl.ArchError:
     (folder / "proj").mkdir(parents=True, exist_ok=True)
     (folder / "outside.arch").write_text("block x() { relu }\n")
     for name, text in example.files.items():
+        (folder / "proj" / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / "proj" / name).write_text(text)
     path = folder / "proj" / "example.arch"
     data = example.source if isinstance(example.source, bytes) else example.source.encode("utf-8")
     path.write_bytes(data)
     try:
-        archdsl.check(path, **example.kwargs)
+        (example.call or archdsl.check)(path, **example.kwargs)
     except archdsl.ArchError as e:
         e.rendered = e.render().replace(str(folder / "proj") + "/", "").replace(str(folder), "/home/me").replace(str(HERE.parent), "<archdsl>")
         return e
