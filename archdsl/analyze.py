@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 
 from .errors import ArchError, Limits, Span
-from .files import write_atomic
+from .files import output_name, write_atomic
 from .ir import ArchGraph
 from .ops import OPS
 from .report import fmt_count, fmt_shape, plain, printable
@@ -490,5 +490,5 @@ def cli_chart(args) -> int:
     left_out = chart(_summaries(args, args.files), args.output)
     if left_out:
         print(f"not on the chart (no meta top1): {', '.join(left_out)}")
-    print(f"wrote {args.output}")
+    print(f"wrote {output_name(args.output)}")
     return 0

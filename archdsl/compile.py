@@ -36,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import ArchError, LimitError, Limits
-from .files import write_atomic
+from .files import output_name, write_atomic
 from .frontend import check
 from .initializers import init_weights
 from .ir import ArchGraph, InitRules
@@ -272,7 +272,7 @@ def cli(args) -> int:
     kwargs = check_args(args)
     graph = check(args.file, **kwargs)
     run_compile(graph, args.output, kwargs.get("limits"))
-    print(f"wrote {args.output}: class {class_name(graph.network)}, {graph.total_params:,} parameters")
+    print(f"wrote {output_name(args.output)}: class {class_name(graph.network)}, {graph.total_params:,} parameters")
     return 0
 
 

@@ -44,6 +44,11 @@ def data_on_stdout():
         sys.stdout = _DATA_STREAMS.pop()
 
 
+def output_name(path) -> str:
+    """How a message names an output: ``-`` is standard output."""
+    return "standard output" if os.fspath(path) == "-" else os.fspath(path)
+
+
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     """Write ``data`` (text is UTF-8) to ``path`` as the module docstring describes; returns ``path``."""
     shown = os.fspath(path)
