@@ -30,6 +30,16 @@ def weight_names(graph) -> list[str]:
     return [graph.node(n)["name"] for n in graph.nodes() if graph.node(n)["params"] or graph.node(n)["buffers"]]
 
 
+def code_of(source, **kwargs) -> str:
+    """The diagnostic code ``archdsl.check`` ends in (rendered, so rendering is exercised too), or "ok"."""
+    try:
+        archdsl.check(source, **kwargs)
+    except archdsl.ArchError as e:
+        e.render()
+        return e.code
+    return "ok"
+
+
 def error_of(source, **kwargs) -> archdsl.ArchError:
     with pytest.raises(archdsl.ArchError) as info:
         archdsl.check(source, **kwargs)

@@ -29,7 +29,7 @@ from archdsl import syntax
 from archdsl.errors import ArchError, Limits
 from archdsl.frontend import check_files, plain, resolve_spec
 from archdsl.loader import Loader, library_dirs, std_path
-from conftest import ROOT, SPECS
+from conftest import ROOT, SPECS, code_of
 from measure import measure
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -38,15 +38,6 @@ import gen_parser  # noqa: E402
 
 def net(body: str, blocks: str = "") -> str:
     return f"{blocks}\nnetwork t(w = 8) {{\n    input x: [3, 16, 16]\n{body}\n}}\n"
-
-
-def code_of(source, **kwargs) -> str:
-    try:
-        archdsl.check(source, **kwargs)
-    except ArchError as e:
-        e.render()
-        return e.code
-    return "ok"
 
 
 def cli(*args, cwd=None, env=None, stdin=None):

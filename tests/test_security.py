@@ -24,20 +24,11 @@ import pytest
 
 import archdsl
 from archdsl.errors import ArchError, Limits
-from conftest import ROOT
+from conftest import ROOT, code_of
 
 
 def net(body: str, blocks: str = "", params: str = "") -> str:
     return f"{blocks}\nnetwork t({params}) {{\n    input x: [3, 32, 32]\n{body}\n}}\n"
-
-
-def code_of(source, **kwargs) -> str:
-    try:
-        archdsl.check(source, **kwargs)
-    except ArchError as e:
-        e.render()
-        return e.code
-    return "ok"
 
 
 # ----------------------------------------------------------------------------- Python in expressions
