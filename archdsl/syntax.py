@@ -133,10 +133,29 @@ class Attr(Node):
     name: str
 
 
+@dataclass
+class Slice(Node):
+    """``target[start:stop:step]``; a missing bound is None."""
+    target: Node
+    start: Node | None
+    stop: Node | None
+    step: Node | None
+
+
+@dataclass
+class Comprehension(Node):
+    """``[elem for targets in iterable if cond]``."""
+    elem: Node
+    targets: list
+    iterable: Node
+    cond: Node | None
+
+
 # statements
 @dataclass
 class Label(Node):
     parts: list  # str | expression node
+    quoted: bool = False  # `"block{i}-{j}":` (any characters but `.`)
 
 
 @dataclass
@@ -161,6 +180,17 @@ class Input(Node):
 @dataclass
 class Output(Node):
     names: list  # [(name, span)]
+    as_dict: bool = False  # `output {out, aux}`: the outputs by name
+
+
+@dataclass
+class TensorDecl(Node):
+    """``param NAME: [shape] = scheme(args)`` or ``buffer ...``: a tensor the scope owns."""
+    kind: str  # "param" | "buffer"
+    label: Label
+    shape: Node
+    scheme: str | None
+    args: list
 
 
 @dataclass
@@ -247,6 +277,7 @@ class BlockDef(Node):
     params: list
     body: list
     is_network: bool = False
+    inline: bool = False  # `inline block`: the body expands into the caller's scope
 
 
 @dataclass
@@ -262,7 +293,17 @@ class Module(Node):
 # ----------------------------------------------------------------------------- post-lexer
 
 class _PostLex:
-    """Drops newlines inside brackets, around `->` and before `else`; bounds nesting."""
+    """Drops newlines inside brackets, around `->` and before `else`; bounds nesting; and gives
+    back the tokens of a label-looking `key:` inside an expression (`xs[1:]`, `{"a": 1}`).
+
+    The lexer is context-free, so `a:`, `0:` and `"a":` always lex as a label; only here is it
+    known whether a statement (where labels are) or an expression (where `:` separates a slice's
+    bounds or a dict's key from its value) is open. Inside `(` or `[`, or a `{` that opens a
+    dict, a label token is split into its key token and `:`. A `{` opens a dict where an
+    expression must start: after `(`, `[`, `,`, `:`, an operator or keyword of an expression, or
+    the `=` of a `let` or `meta`; otherwise (after `else`, too) it opens a body: a group, a join
+    or a block.
+    """
 
     always_accept = ("_NL",)
 
@@ -270,10 +311,11 @@ class _PostLex:
         self.nesting = nesting
 
     def process(self, stream):
-        depth = 0  # ( and [ only: newlines inside them are not statement ends
-        nest = 0   # every bracket kind, for the nesting limit
+        stack = []   # open brackets: "(", "[", "dict" or "body"
+        depth = 0    # open brackets inside which newlines are not statement ends: ( [ and dicts
         held = None  # a newline waiting to see what follows it
         prev = None
+        recent = (None, None, None)  # the last three token types, for `let x = {`
         for tok in stream:
             t = tok.type
             if t == "_NL":
@@ -283,25 +325,65 @@ class _PostLex:
                 continue
             if held is not None:
                 if tok.value != "->" and t != "ELSE":
+                    recent = (recent[1], recent[2], "_NL")
                     yield held
                 held = None
+            if t == "LABEL" and depth:
+                for part in _split_label(tok):
+                    prev = part.type
+                    recent = (recent[1], recent[2], part.type)
+                    yield part
+                continue
             if tok.value in ("(", "[", "{"):
-                nest += 1
-                if tok.value != "{":
+                kind = tok.value
+                if kind == "{":
+                    kind = "dict" if depth or t == "LBRACE" and _starts_expression(recent) else "body"
+                stack.append(kind)
+                if kind != "body":
                     depth += 1
-                if nest > self.nesting:
+                if len(stack) > self.nesting:
                     raise _TooDeep(tok)
-            elif tok.value in (")", "]", "}"):
-                nest = max(0, nest - 1)
-                if tok.value != "}":
-                    depth = max(0, depth - 1)
+            elif tok.value in (")", "]", "}") and stack:
+                if stack.pop() != "body":
+                    depth -= 1
             prev = _arrow_type(tok)
+            recent = (recent[1], recent[2], t)
             yield tok
         if held is not None:
             yield held
 
 
 _OPENERS = ("LPAR", "LSQB", "COMMA")
+# tokens after which an expression starts (so a `{` there opens a dict)
+_EXPRESSION_STARTS = frozenset(("LPAR", "LSQB", "COMMA", "COLON", "ADD_OP", "MUL_OP", "STAR", "POW_OP", "COMP_OP",
+                                "IN", "IF", "AND", "OR", "NOT", "ASSERT"))
+
+
+def _starts_expression(recent) -> bool:
+    before2, before, last = recent
+    if last == "EQUAL":  # `let x = {`, `meta x = {` (a bare `x = {` binds a group)
+        return before == "NAME" and before2 in ("LET", "META")
+    return last in _EXPRESSION_STARTS
+
+
+_KEY = re.compile(r'"(?:[^"\\\n]|\\[^\n])*"|[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9]+)?|[A-Za-z_][A-Za-z0-9_]*')
+_KEYWORDS = {"in": "IN", "true": "TRUE", "false": "FALSE", "none": "NONE", "not": "NOT"}
+
+
+def _split_label(tok):
+    """`key:` (a label token met inside an expression) as the key's token and `:`."""
+    text = str(tok)
+    colon = text.rindex(":")
+    key = text[:colon].rstrip()
+    m = _KEY.fullmatch(key)
+    if m is None:  # `{i}:` and the like: leave it whole, for the parser to report
+        yield tok
+        return
+    kind = ("STRING" if key.startswith('"') else "NUMBER" if key[0].isdigit() else _KEYWORDS.get(key, "NAME"))
+    yield Token(kind, key, start_pos=tok.start_pos, line=tok.line, column=tok.column, end_line=tok.line,
+                end_column=tok.column + len(key), end_pos=tok.start_pos + len(key))
+    yield Token("COLON", ":", start_pos=tok.start_pos + colon, line=tok.line, column=tok.column + colon,
+                end_line=tok.line, end_column=tok.column + colon + 1, end_pos=tok.start_pos + colon + 1)
 
 
 def _arrow_type(tok):
@@ -357,8 +439,9 @@ class _Builder(Transformer_NonRecursive):
     def import_stmt(self, meta, path):
         return Import(self.span(meta), _unescape(path))
 
-    def block_def(self, meta, name, params, body):
-        return BlockDef(self.span(meta), str(name), params or [], body)
+    def block_def(self, meta, *parts):
+        inline, (name, params, body) = len(parts) == 4, parts[-3:]
+        return BlockDef(self.span(meta), str(name), params or [], body, inline=inline)
 
     def network_def(self, meta, name, params, body):
         return BlockDef(self.span(meta), str(name), params or [], body, is_network=True)
@@ -394,6 +477,13 @@ class _Builder(Transformer_NonRecursive):
 
     def output_stmt(self, meta, *names):
         return Output(self.span(meta), [(str(n), self.tspan(n)) for n in names])
+
+    def output_dict(self, meta, *names):
+        return Output(self.span(meta), [(str(n), self.tspan(n)) for n in names], as_dict=True)
+
+    def tensor_stmt(self, meta, kind, label, shape, scheme=None, args=None):
+        return TensorDecl(self.span(meta), str(kind), self.label(label), shape,
+                          None if scheme is None else str(scheme), args or [])
 
     def meta_stmt(self, meta, name, value):
         return Meta(self.span(meta), str(name), value)
@@ -483,6 +573,16 @@ class _Builder(Transformer_NonRecursive):
     def attr(self, meta, target, name):
         return self.deep(Attr(self.span(meta), target, str(name)), target)
 
+    def slice(self, meta, target, start=None, stop=None, step=None):
+        parts = [p for p in (start, stop, step) if p is not None]
+        return self.deep(Slice(self.span(meta), target, start, stop, step), target, *parts)
+
+    def comprehension(self, meta, elem, *parts):
+        targets = [str(p) for p in parts if isinstance(p, Token)]
+        iterable, *cond = [p for p in parts if not isinstance(p, Token)]
+        return self.deep(Comprehension(self.span(meta), elem, targets, iterable, cond[0] if cond else None),
+                         elem, iterable, *cond)
+
     def number(self, meta, tok):
         text = str(tok).replace("_", "")
         span = self.span(meta)
@@ -532,18 +632,21 @@ class _Builder(Transformer_NonRecursive):
     # labels: `name{expr}suffix:` -> parts
     def label(self, tok: Token) -> Label:
         text = str(tok).rstrip()[:-1].rstrip()
+        quoted = text.startswith('"')
+        if quoted:
+            text = text[1:-1]
         parts: list = []
         pos = 0
         for m in re.finditer(r"\{([^{}]*)\}", text):
             if m.start() > pos:
                 parts.append(text[pos:m.start()])
             span = self.tspan(tok)
-            parts.append(parse_expr(m.group(1), self.file, span.line, span.col + m.start(1)))
+            parts.append(parse_expr(m.group(1), self.file, span.line, span.col + m.start(1) + quoted))
             pos = m.end()
         if pos < len(text):
             parts.append(text[pos:])
         span = self.tspan(tok)
-        return Label(Span(self.file, span.line, span.col, span.line, span.col + len(text)), parts)
+        return Label(Span(self.file, span.line, span.col, span.line, span.col + len(text) + 2 * quoted), parts, quoted)
 
 
 @dataclass
