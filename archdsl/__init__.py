@@ -6,38 +6,115 @@
 
 What names a spec: a string containing a newline (or any string with ``text=True``)
 is spec text; anything else is a path (see ``archdsl.frontend``).
+
+The stages run one way: the front end (``archdsl.frontend``) turns a spec into the IR
+(``archdsl.ir.ArchGraph``), and the back-end stages (``compile``, ``draw``, ``analyze``)
+take that IR and never read a spec themselves. This module composes the two; each
+function here that takes a spec checks it, then hands the IR to its stage.
 """
 from __future__ import annotations
 
+from . import ir as _ir
 from .errors import (ArchError, AssertionFailed, ElaborationError, LimitError, Limits, ParseError, ShapeError,
                      SpecImportError)
+from .frontend import check, check_files as _check_files
 from .ir import ArchGraph
-from .frontend import check
 
 __all__ = ["check", "load", "loads", "render", "summary", "ArchGraph", "ArchError", "ParseError",
            "ElaborationError", "ShapeError", "LimitError", "SpecImportError", "AssertionFailed", "Limits"]
 __version__ = "0.1.0"
 
 
-def load(path, **kwargs):
-    """Compile a spec file into a ``torch.nn.Module`` (see ``archdsl.compile.load``)."""
-    from .compile import load as _load
-    return _load(path, **kwargs)
+def load(source, *, device=None, dtype=None, seed=None, **check_kwargs):
+    """Check a spec (a path or its text) and compile it into a ``torch.nn.Module``.
+
+    ``check_kwargs`` go to :func:`check` (network parameters such as ``classes=10``,
+    ``network``, ``inputs``, ``limits``...); ``seed`` makes the initialisation reproducible
+    without touching the global RNG; ``device`` / ``dtype`` move the built model.
+    An IR already checked compiles with ``archdsl.compile.compile_graph``."""
+    graph = check(source, **check_kwargs)
+    from .compile import compile_graph
+    return compile_graph(graph, device=device, dtype=dtype, seed=seed, limits=check_kwargs.get("limits"))
 
 
 def loads(text, **kwargs):
     """Compile spec text into a ``torch.nn.Module`` (``text`` is spec text even without a newline)."""
-    from .compile import load as _load
-    return _load(text, **{"text": True, **kwargs})  # (`text` reaches archdsl.check with the network parameters)
+    return load(text, **{"text": True, **kwargs})  # (`text` reaches archdsl.check with the network parameters)
+
+
+_DRAWING = ("depth", "expand", "unroll", "rankdir", "max_nodes", "max_edges", "dot_timeout", "dot_memory")
 
 
 def render(source, **kwargs):
-    """Draw a spec or IR with Graphviz (see ``archdsl.draw.render``)."""
-    from .draw import render as _render
-    return _render(source, **kwargs)
+    """Draw a spec (a path or its text, checked with the keywords :func:`check` takes) or an
+    :class:`ArchGraph` with Graphviz; the drawing options are ``archdsl.draw.render``'s.
+
+    A spec that fails to elaborate raises its diagnostic as usual, with ``.rendering``: the
+    network up to the failure, the failed op in red (None when even that is too large to draw)."""
+    from .draw import check_options, render as draw
+    options = {k: kwargs.pop(k) for k in _DRAWING if k in kwargs}
+    if isinstance(source, ArchGraph):
+        if kwargs:
+            raise TypeError(f"render() of an ArchGraph takes no check options: {', '.join(sorted(kwargs))}")
+        return draw(source, **options)
+    check_options(options.get("max_nodes"), options.get("max_edges"))
+    try:
+        graph = check(source, **kwargs)
+    except ArchError as e:
+        if e.partial is not None:
+            try:
+                e.rendering = draw(e.partial[0], failed=e.partial[1], **options)
+            except LimitError:  # too large to draw: the spec's own error is what matters
+                pass
+        raise
+    return draw(graph, **options)
 
 
-def summary(source, **kwargs):
-    """Per-layer parameters, MACs and memory (see ``archdsl.analyze.summary``)."""
-    from .analyze import summary as _summary
-    return _summary(source, **kwargs)
+def summary(source, batch: int = 1, dtype: str = "fp32", depth: int | None = None, **check_kwargs):
+    """Per-layer parameters, MACs and memory of a spec (checked with ``check_kwargs``) or an
+    :class:`ArchGraph` (see ``archdsl.analyze.summary``)."""
+    from . import analyze
+    analyze.check_options(batch, dtype, depth)
+    if isinstance(source, ArchGraph):
+        if check_kwargs:
+            raise TypeError(f"summary() of an ArchGraph takes no check options: {', '.join(sorted(check_kwargs))}")
+        graph = source
+    else:
+        graph = check(source, **check_kwargs)
+    return analyze.summary(graph, batch, dtype, depth)
+
+
+# ----------------------------------------------------------------------------- what the IR borrows
+
+def _display(graph):
+    """A graph in a notebook: the drawing stage's display, imported on first use."""
+    from .draw import display
+    return display(graph)
+
+
+def _meta_span(graph, name):
+    """Where ``meta name`` is stated, for graphs whose elaboration kept no meta spans: the last
+    such statement of the first file (the main one comes first) that has one, found by parsing
+    the graph's sources again (only diagnostics need it)."""
+    from dataclasses import fields
+
+    from .syntax import Meta, Node, parse
+    for file, text in graph.sources.items():
+        try:
+            stack, found = [parse(text, file, Limits())], []
+        except ArchError:
+            continue
+        while stack:
+            node = stack.pop()
+            if isinstance(node, (list, tuple)):
+                stack.extend(reversed(node))
+            elif isinstance(node, Node):
+                if isinstance(node, Meta) and node.name == name:
+                    found.append(node.span)
+                stack.extend(reversed([getattr(node, f.name) for f in fields(node) if f.name != "span"]))
+        if found:
+            return max(found, key=lambda sp: (sp.line, sp.col))
+    return None
+
+
+_ir.HOOKS.update(display=_display, replay=_check_files, meta_span=_meta_span)

@@ -11,8 +11,8 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 
-from .errors import ArchError, Limits, Span
-from .files import output_name, write_atomic
+from .errors import ArchError, Span
+from .files import write_atomic
 from .ir import ArchGraph
 from .ops import OPS
 from .report import fmt_count, fmt_shape, plain, printable
@@ -72,7 +72,7 @@ class Summary:
 
     def meta_error(self, name: str, code: str, message: str, hint: str | None = None) -> ArchError:
         """A diagnostic about ``meta name``, pointing at its statement, with the source to show."""
-        err = ArchError(code, message, meta_span(self.graph, name) if self.graph else None, hint=hint)
+        err = ArchError(code, message, self.graph.meta_span(name) if self.graph else None, hint=hint)
         err.sources = dict(self.graph.sources) if self.graph else {}
         return err
 
@@ -224,29 +224,8 @@ def _json_items(v, budget: list, depth: int):
 
 
 def meta_span(graph: ArchGraph, name: str) -> Span | None:
-    """Where ``meta name`` is stated: the last such statement of the first file (the main one
-    comes first) that has one. Only diagnostics need it, so it is looked up then, from the
-    sources (their parse is cached); elaboration keeps no spans of meta values."""
-    spans = getattr(graph, "meta_spans", None)   # recorded by elaboration, where it does
-    if spans and name in spans:
-        return spans[name]
-    from .syntax import Meta, Node, parse
-    for file, text in graph.sources.items():
-        try:
-            stack, found = [parse(text, file, Limits())], []
-        except ArchError:
-            continue
-        while stack:
-            node = stack.pop()
-            if isinstance(node, (list, tuple)):
-                stack.extend(reversed(node))
-            elif isinstance(node, Node):
-                if isinstance(node, Meta) and node.name == name:
-                    found.append(node.span)
-                stack.extend(reversed([getattr(node, f.name) for f in fields(node) if f.name != "span"]))
-        if found:
-            return max(found, key=lambda sp: (sp.line, sp.col))
-    return None
+    """Where ``meta name`` is stated (see ``ArchGraph.meta_span``)."""
+    return graph.meta_span(name)
 
 
 # ----------------------------------------------------------------------------- memory rules
@@ -304,18 +283,21 @@ def _weight_depth(graph: ArchGraph) -> int:
 
 # ----------------------------------------------------------------------------- the summary
 
-def summary(source, batch: int = 1, dtype: str = "fp32", depth: int | None = None, **check_kwargs) -> Summary:
-    """Per-op (or, with ``depth``, per-scope) parameters, MACs and activation memory, and the
-    totals; ``source`` is a path, spec text or an ArchGraph, ``check_kwargs`` go to ``check``."""
+def check_options(batch: int = 1, dtype: str = "fp32", depth: int | None = None) -> None:
+    """ValueError unless the options make a summary (checked before a spec is)."""
     if dtype not in DTYPE_BYTES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, got {dtype!r}")
     if batch < 1 or (depth is not None and depth < 0):
         raise ValueError("batch must be at least 1 and depth at least 0")
-    if isinstance(source, ArchGraph):
-        graph = source
-    else:
-        from .frontend import check
-        graph = check(source, **check_kwargs)
+
+
+def summary(graph: ArchGraph, batch: int = 1, dtype: str = "fp32", depth: int | None = None) -> Summary:
+    """Per-op (or, with ``depth``, per-scope) parameters, MACs and activation memory, and the
+    totals of an IR (``archdsl.summary`` takes a spec too: it checks it first)."""
+    check_options(batch, dtype, depth)
+    if not isinstance(graph, ArchGraph):
+        raise TypeError(f"analyze.summary takes an ArchGraph, got {type(graph).__name__} "
+                        "(archdsl.summary takes a spec)")
     size = DTYPE_BYTES[dtype]
     owner = storage(graph)
     inference = _computed(graph, [o for o in graph.outputs if not o.train_only])
@@ -375,36 +357,14 @@ def _aggregate(graph: ArchGraph, rows: list, depth: int) -> list:
     return list(groups.values())
 
 
-# ----------------------------------------------------------------------------- commands
+# ----------------------------------------------------------------------------- output
 
-def _summaries(args, files) -> list[Summary]:
-    from .cli import check_args
-    kwargs = check_args(args)
-    return [summary(f, **kwargs) for f in files]
+FORMATS = {"table": str, "csv": Summary.to_csv, "json": Summary.to_json, "markdown": Summary.to_markdown}
 
 
-def _usage(message: str) -> int:
-    import sys
-    print(f"archdsl: error: {message}", file=sys.stderr)
-    return 2
-
-
-def cli_summary(args) -> int:
-    from .cli import check_args
-    try:
-        s = summary(args.file, batch=args.batch, dtype=args.dtype, depth=args.depth, **check_args(args))
-    except ValueError as e:
-        return _usage(str(e))
-    if args.format == "table" and not args.output:
-        s.print()
-        return 0
-    text = {"table": str, "csv": Summary.to_csv, "json": Summary.to_json, "markdown": Summary.to_markdown}
-    out = text[args.format](s)
-    if args.output:
-        write_atomic(args.output, out)
-    else:
-        print(out, end="")
-    return 0
+def write_summary(s: Summary, fmt: str, path) -> None:
+    """Write the summary as ``fmt`` (table, csv, json, markdown) to ``path`` (``-``: standard output)."""
+    write_atomic(path, FORMATS[fmt](s))
 
 
 COMPARED = (("parameters", "params", fmt_count), ("buffers", "buffers", fmt_count),
@@ -431,16 +391,6 @@ def compare_table(a: Summary, b: Summary):
         same = "same" if list(p.values()) == list(q.values()) else "differs"
         t.add_row(label, plain(shapes(p)), plain(shapes(q)), same, "")
     return t
-
-
-def cli_compare(args) -> int:
-    if len(args.files) != 2:
-        return _usage(f"compare takes two specs, got {len(args.files)}")
-    import sys
-    from rich.console import Console
-    Console(highlight=False, width=None if sys.stdout.isatty() else 120).print(
-        compare_table(*_summaries(args, args.files)))
-    return 0
 
 
 def chart(summaries: list[Summary], path) -> list[str]:
@@ -484,11 +434,3 @@ def chart(summaries: list[Summary], path) -> list[str]:
     plt.close(fig)
     write_atomic(path, buf.getvalue())
     return left_out
-
-
-def cli_chart(args) -> int:
-    left_out = chart(_summaries(args, args.files), args.output)
-    if left_out:
-        print(f"not on the chart (no meta top1): {', '.join(left_out)}")
-    print(f"wrote {output_name(args.output)}")
-    return 0

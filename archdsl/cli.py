@@ -1,7 +1,8 @@
 """The ``archdsl`` command: check, compile, render, summary, chart, compare, zoo.
 
 Exit status: 0 success, 1 a diagnostic about the spec (on stderr), 2 a usage error.
-Each command's work lives in its stage's module; this file only parses arguments.
+Each command checks its spec with the front end and hands the IR to its stage (compile,
+draw, analyze, zoo); the stages' work lives in their modules, never a spec's reading.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import argparse
 import re
 import sys
 
-from .errors import ArchError, Limits
+from .errors import ArchError, LimitError, Limits
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -110,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ----------------------------------------------------------------------------- the commands
+# Each checks its spec with the front end and hands the IR to its stage.
+
 def cmd_check(args) -> int:
     from .frontend import check
     from .report import print_check
@@ -118,22 +122,114 @@ def cmd_check(args) -> int:
     return 0
 
 
-def _delegate(module: str, function: str):
-    def run(args) -> int:
-        import importlib
-        return getattr(importlib.import_module(f"archdsl.{module}"), function)(args)
-    return run
+def cmd_compile(args) -> int:
+    """``archdsl compile FILE -o OUT.py``."""
+    from .compile import class_name, run_compile
+    from .files import output_name
+    from .frontend import check
+    kwargs = check_args(args)
+    graph = check(args.file, **kwargs)
+    run_compile(graph, args.output, kwargs.get("limits"))
+    print(f"wrote {output_name(args.output)}: class {class_name(graph.network)}, {graph.total_params:,} parameters")
+    return 0
 
 
-COMMANDS = {
-    "check": cmd_check,
-    "compile": _delegate("compile", "cli"),
-    "render": _delegate("draw", "cli"),
-    "summary": _delegate("analyze", "cli_summary"),
-    "chart": _delegate("analyze", "cli_chart"),
-    "compare": _delegate("analyze", "cli_compare"),
-    "zoo": _delegate("zoo", "cli"),
-}
+def cmd_render(args) -> int:
+    """``archdsl render FILE -o OUT [--format F]``: 0 drawn, 1 a spec error (drawn up to it if
+    possible) or a drawing too large for Graphviz, 2 usage."""
+    import shutil
+    from pathlib import Path
+
+    from . import render
+    from .draw import FORMATS, INSTALL, OptionError
+    out = Path(args.output)
+    fmt = args.format or FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        if args.output == "-":
+            return _usage("-o - writes to standard output: name the format with --format svg|png|pdf|dot")
+        return _usage(f"cannot tell the format of {args.output!r}: use one of {', '.join(FORMATS)} or --format")
+    error = None
+    try:
+        drawing = render(args.file, depth=args.depth, expand=args.expand, unroll=args.unroll,
+                         rankdir=args.rankdir, max_nodes=args.max_nodes, max_edges=args.max_edges,
+                         **check_args(args))
+    except ArchError as e:
+        if getattr(e, "rendering", None) is None:
+            raise
+        drawing, error = e.rendering, e
+    except OptionError as e:
+        return _usage(str(e))
+    if fmt != "dot" and shutil.which("dot") is None:
+        if args.output == "-":
+            return _usage(f"cannot draw {fmt} without Graphviz ({INSTALL}); --format dot writes the source")
+        print(f"archdsl: wrote {drawing.save(out.with_suffix('.dot'))}, not {out}: {INSTALL}", file=sys.stderr)
+    else:
+        try:
+            drawing.save(args.output, fmt)
+        except RuntimeError as e:
+            print(f"archdsl: error: Graphviz could not draw {args.output}: {e}", file=sys.stderr)
+            return 1
+        except LimitError as e:  # dot ran out of time or memory
+            if error is None:
+                raise
+            print(e.render(), file=sys.stderr)
+    if error is not None:
+        print(error.render(), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from . import summary
+    from .analyze import FORMATS, write_summary
+    try:
+        s = summary(args.file, batch=args.batch, dtype=args.dtype, depth=args.depth, **check_args(args))
+    except ValueError as e:
+        return _usage(str(e))
+    if args.format == "table" and not args.output:
+        s.print()
+    elif args.output:
+        write_summary(s, args.format, args.output)
+    else:
+        print(FORMATS[args.format](s), end="")
+    return 0
+
+
+def _summaries(args) -> list:
+    from . import summary
+    kwargs = check_args(args)
+    return [summary(f, **kwargs) for f in args.files]
+
+
+def cmd_chart(args) -> int:
+    from .analyze import chart
+    from .files import output_name
+    left_out = chart(_summaries(args), args.output)
+    if left_out:
+        print(f"not on the chart (no meta top1): {', '.join(left_out)}")
+    print(f"wrote {output_name(args.output)}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    if len(args.files) != 2:
+        return _usage(f"compare takes two specs, got {len(args.files)}")
+    from rich.console import Console
+
+    from .analyze import compare_table
+    Console(highlight=False, width=None if sys.stdout.isatty() else 120).print(compare_table(*_summaries(args)))
+    return 0
+
+
+def cmd_zoo(args) -> int:
+    from .frontend import check
+    from .zoo import print_zoo
+    print_zoo(args.dir, check=check, fmt=args.format, run_parity=args.parity)
+    return 0
+
+
+COMMANDS = {"check": cmd_check, "compile": cmd_compile, "render": cmd_render, "summary": cmd_summary,
+            "chart": cmd_chart, "compare": cmd_compare, "zoo": cmd_zoo}
 
 
 def _read_stdin(args) -> str:

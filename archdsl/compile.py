@@ -36,8 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import ArchError, LimitError, Limits
-from .files import output_name, write_atomic
-from .frontend import check
+from .files import write_atomic
 from .initializers import init_weights
 from .ir import ArchGraph, InitRules
 from .ops import HELPERS, OPS
@@ -54,21 +53,6 @@ _DICT_RESERVED = set(dir(nn.ModuleDict()))
 
 
 # ----------------------------------------------------------------------------- public API
-
-def load(path, *, device=None, dtype=None, seed=None, network=None, inputs=None, limits=None, **params) -> nn.Module:
-    """Check a spec file and compile it into a module.
-
-    ``params`` set network parameters, ``inputs`` input shapes, ``limits`` resource
-    limits; ``seed`` makes the initialisation reproducible without touching the
-    global RNG; ``device`` / ``dtype`` move the built model."""
-    graph = check(path, network=network, inputs=inputs, limits=limits, **params)
-    return compile_graph(graph, device=device, dtype=dtype, seed=seed, limits=limits)
-
-
-def loads(text: str, **kwargs) -> nn.Module:
-    """Compile spec text into a module (the keywords of :func:`load`); one line is text too."""
-    return load(text, **{"text": True, **kwargs})
-
 
 def compile_graph(graph: ArchGraph, *, device=None, dtype=None, seed=None, limits=None) -> nn.Module:
     """Build the module for an IR. The parameter limit (E082) and the memory the weights need
@@ -266,16 +250,6 @@ def run_compile(graph: ArchGraph, out_path, limits=None) -> None:
     write_atomic(out_path, export_source(graph, limits))
 
 
-def cli(args) -> int:
-    """``archdsl compile FILE -o OUT.py``."""
-    from .cli import check_args
-    kwargs = check_args(args)
-    graph = check(args.file, **kwargs)
-    run_compile(graph, args.output, kwargs.get("limits"))
-    print(f"wrote {output_name(args.output)}: class {class_name(graph.network)}, {graph.total_params:,} parameters")
-    return 0
-
-
 def class_name(network: str) -> str:
     """CamelCase of a network name: resnet50 -> Resnet50, wide_resnet50_2 -> WideResnet50_2."""
     name = ""
@@ -330,12 +304,11 @@ def rebuild_model(payload: dict) -> nn.Module:
     Nothing the pickle holds is executed: its texts go through the parser and elaborator like
     any spec, and the only code that runs is what the code generator writes. A malformed payload
     is E075; the plugins it names must be loaded (there are none yet, so any is refused)."""
-    from .frontend import check_files
     payload = _valid_payload(payload)
     if payload["plugins"]:
         raise ArchError("E075", f"the model needs plugin ops that are not loaded: {', '.join(payload['plugins'])}",
                         hint="load the plugins before unpickling the model")
-    graph = check_files(payload["record"])
+    graph = ArchGraph.from_record(payload["record"])
     limits = Limits.of(payload["record"]["limits"])
     cls = _load_class(export_source(graph, limits), class_name(graph.network))
     model = _build(cls, None, "meta")   # every tensor of every op is in its state_dict, so none stays on meta

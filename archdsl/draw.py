@@ -48,16 +48,14 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
 import textwrap
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import graphviz
 
-from .errors import ArchError, LimitError
+from .errors import LimitError
 from .files import write_atomic
-from .frontend import check
 from .ir import ArchGraph
 from .ops import OPS
 
@@ -212,81 +210,37 @@ def _mb(n: int) -> str:
     return f"{n / 1024**3:g} GB" if n >= 1024**3 else f"{n / 1024**2:g} MB"
 
 
-def render(source, *, depth: int | None = None, expand=(), unroll: bool = False, rankdir: str = "TB",
-           max_nodes: int | None = None, max_edges: int | None = None, dot_timeout: float | None = None,
-           dot_memory: int | None = None, **check_kwargs) -> Rendering:
-    """Draw a spec (a path or its text, checked with ``check_kwargs``) or an :class:`ArchGraph`.
+def check_options(max_nodes: int | None = None, max_edges: int | None = None) -> None:
+    """OptionError unless the bounds are positive integers (checked before a spec is)."""
+    for name, bound in (("max_nodes", max_nodes), ("max_edges", max_edges)):
+        if bound is not None and (not isinstance(bound, int) or isinstance(bound, bool) or bound < 1):
+            raise OptionError(f"{name.replace('_', '-')} must be a positive integer, got {bound!r}")
+
+
+def render(graph: ArchGraph, *, failed: dict | None = None, depth: int | None = None, expand=(),
+           unroll: bool = False, rankdir: str = "TB", max_nodes: int | None = None, max_edges: int | None = None,
+           dot_timeout: float | None = None, dot_memory: int | None = None) -> Rendering:
+    """Draw an :class:`ArchGraph` (``archdsl.render`` draws a spec: it checks it first).
 
     The drawing has at most ``max_nodes`` nodes and ``max_edges`` edges (2,000 and 5,000 by
     default): over that, dense connections are bundled, and if it is still over, LimitError
     E091. ``dot_timeout`` (seconds) and ``dot_memory`` (bytes) bound Graphviz (60 s, 2 GB).
-    A shape error is raised as usual, with ``.rendering``: the network up to the
-    failure, the failed op in red. Raises OptionError for an ``expand`` that names nothing.
+    ``failed`` is the op a shape error stopped at (the second half of ``ArchError.partial``,
+    whose first half is then ``graph``): it is drawn in red after the network up to it.
+    Raises OptionError for an ``expand`` that names nothing.
     """
-    for name, bound in (("max_nodes", max_nodes), ("max_edges", max_edges)):
-        if bound is not None and (not isinstance(bound, int) or isinstance(bound, bool) or bound < 1):
-            raise OptionError(f"{name.replace('_', '-')} must be a positive integer, got {bound!r}")
+    check_options(max_nodes=max_nodes, max_edges=max_edges)
+    if not isinstance(graph, ArchGraph):
+        raise TypeError(f"draw.render takes an ArchGraph, got {type(graph).__name__} (archdsl.render takes a spec)")
     opts = dict(depth=depth, expand=(expand,) if isinstance(expand, str) else tuple(expand), unroll=unroll,
                 rankdir=rankdir, max_nodes=max_nodes or MAX_NODES, max_edges=max_edges or MAX_EDGES)
-    dot_opts = dict(timeout=dot_timeout, memory=dot_memory)
-    if isinstance(source, ArchGraph):
-        return Rendering(_Drawing(source, None, **opts).source(), graph=source, **dot_opts)
-    try:
-        graph = check(source, **check_kwargs)
-    except ArchError as e:
-        if e.partial is not None:
-            try:
-                e.rendering = Rendering(_Drawing(*e.partial, **opts).source(), graph=e.partial[0], **dot_opts)
-            except LimitError:  # too large to draw: the spec's own error is what matters
-                pass
-        raise
-    return Rendering(_Drawing(graph, None, **opts).source(), graph=graph, **dot_opts)
+    return Rendering(_Drawing(graph, failed, **opts).source(), graph=graph, timeout=dot_timeout, memory=dot_memory)
 
 
-def cli(args) -> int:
-    """``archdsl render FILE -o OUT [--format F]``: 0 drawn, 1 a spec error (drawn up to it if
-    possible) or a drawing too large for Graphviz, 2 usage."""
-    from .cli import check_args
-    out = Path(args.output)
-    fmt = args.format or FORMATS.get(out.suffix.lower())
-    if fmt is None:
-        if args.output == "-":
-            return _fail("-o - writes to standard output: name the format with --format svg|png|pdf|dot", 2)
-        return _fail(f"cannot tell the format of {args.output!r}: use one of {', '.join(FORMATS)} "
-                     "or --format", 2)
-    error = None
-    try:
-        drawing = render(args.file, depth=args.depth, expand=args.expand, unroll=args.unroll,
-                         rankdir=args.rankdir, max_nodes=args.max_nodes, max_edges=args.max_edges,
-                         **check_args(args))
-    except ArchError as e:
-        if getattr(e, "rendering", None) is None:
-            raise
-        drawing, error = e.rendering, e
-    except OptionError as e:
-        return _fail(str(e), 2)
-    if fmt != "dot" and shutil.which("dot") is None:
-        if args.output == "-":
-            return _fail(f"cannot draw {fmt} without Graphviz ({INSTALL}); --format dot writes the source", 2)
-        print(f"archdsl: wrote {drawing.save(out.with_suffix('.dot'))}, not {out}: {INSTALL}", file=sys.stderr)
-    else:
-        try:
-            drawing.save(args.output, fmt)
-        except RuntimeError as e:
-            return _fail(f"Graphviz could not draw {args.output}: {e}", 1)
-        except LimitError as e:  # dot ran out of time or memory
-            if error is None:
-                raise
-            print(e.render(), file=sys.stderr)
-    if error is not None:
-        print(error.render(), file=sys.stderr)
-        return 1
-    return 0
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"archdsl: error: {message}", file=sys.stderr)
-    return code
+def display(graph: ArchGraph) -> str | None:
+    """A graph in a notebook (``ArchGraph._repr_svg_``): its default drawing as SVG, None
+    without Graphviz (the notebook shows the text repr instead)."""
+    return render(graph)._repr_svg_()
 
 
 # ----------------------------------------------------------------------------- text

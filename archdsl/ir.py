@@ -9,6 +9,12 @@ data: ``op`` (a name in ``ops.OPS``), ``attrs`` (resolved attributes), ``name``
 shape, batch excluded), ``params`` / ``buffers`` (element counts), ``span`` (source),
 ``stack`` (block call frames) and ``scope`` (innermost :class:`Scope` id).
 Edges ``u -> v`` have ``key`` = the input position of ``u`` in ``v``.
+
+The IR sits below every stage (the front end builds it; compile, draw and analyze read
+it), so it imports none of them. The two things it does that need a stage, showing itself
+in a notebook (the drawing stage) and being elaborated again from its loading record (the
+front end), go through :data:`HOOKS`, which the composing layer (``archdsl/__init__.py``,
+run before any stage) fills in.
 """
 from __future__ import annotations
 
@@ -18,6 +24,12 @@ from dataclasses import dataclass, field
 
 from .errors import LimitError, Span
 from .ops import OPS
+
+# What the IR borrows from the stages above it, installed by ``archdsl/__init__.py``:
+# "display": graph -> SVG text, the notebook drawing (archdsl.draw.display);
+# "replay": (record, limits) -> graph, the front end's elaboration of a loading record;
+# "meta_span": (graph, name) -> Span | None, for graphs whose elaboration kept no meta spans.
+HOOKS: dict = {"display": None, "replay": None, "meta_span": None}
 
 
 @dataclass
@@ -64,6 +76,7 @@ class ArchGraph:
     meta: dict = field(default_factory=dict)        # `meta` statements (paper, year, top1, ...)
     params: dict = field(default_factory=dict)      # the network's resolved parameters
     sources: dict = field(default_factory=dict)     # file -> text, for diagnostics
+    meta_spans: dict = field(default_factory=dict)  # meta name -> Span of the statement that set it
     total_params: int = 0
     total_buffers: int = 0
 
@@ -121,9 +134,27 @@ class ArchGraph:
     def __len__(self) -> int:
         return len(self.table)
 
-    def _repr_svg_(self) -> str:
-        from .draw import render
-        return render(self).svg()
+    def meta_span(self, name: str) -> Span | None:
+        """Where ``meta name`` is stated (the statement whose value ``meta[name]`` holds), for
+        diagnostics about meta values that a command reads; None when it is not stated."""
+        if name in self.meta_spans:
+            return self.meta_spans[name]
+        lookup = HOOKS["meta_span"]
+        return lookup(self, name) if lookup is not None and name in self.meta else None
+
+    @classmethod
+    def from_record(cls, record: dict, limits=None) -> ArchGraph:
+        """The IR a loading record (``graph.record``) elaborates to, read from the record's texts
+        alone (the front end's ``check_files``): what unpickling a compiled model rebuilds."""
+        replay = HOOKS["replay"]
+        if replay is None:
+            raise RuntimeError("no front end is installed to elaborate a loading record (import archdsl)")
+        return replay(record, limits=limits)
+
+    def _repr_svg_(self) -> str | None:
+        """A notebook shows a graph as its drawing (None without Graphviz: the text repr then)."""
+        display = HOOKS["display"]
+        return display(self) if display is not None else None
 
     # --- invariants
     def lint(self) -> None:

@@ -83,10 +83,8 @@ def from_meta(meta: dict, error: ErrorFactory = _no_span) -> Reference | None:
 
 def from_graph(graph) -> Reference | None:
     """The reference of an elaborated spec, diagnostics pointing at its ``meta`` lines."""
-    from .analyze import meta_span
-
     def error(name, code, message, hint=None):
-        err = ArchError(code, message, meta_span(graph, name), hint=hint)
+        err = ArchError(code, message, graph.meta_span(name), hint=hint)
         err.sources = dict(graph.sources)
         return err
     return from_meta(graph.meta, error)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from . import reference as references
 from .analyze import Summary, summary
-from .errors import ArchError, Limits
+from .errors import ArchError
+from .ir import ArchGraph
 from .report import fmt_count, plain
 
 
@@ -36,15 +38,12 @@ def count_lines(texts) -> int:
     return sum(1 for text in texts for line in text.splitlines() if line.split("#", 1)[0].strip())
 
 
-def source_lines(path: Path) -> int:
-    """Non-blank, non-comment lines of a spec and of every file it imports, each file once.
+def source_lines(graph: ArchGraph) -> int:
+    """Non-blank, non-comment lines of a checked spec and of every file it imports, each file once.
 
-    The files are the ones the loader reads, resolved as it resolves them (``std/`` imports,
+    The files are the ones the loader read for it (``graph.sources``: ``std/`` imports,
     relative ones, links), so the count cannot drift from what a spec really uses."""
-    from .loader import Loader
-    loader = Loader(Limits())
-    loader.load_file(Path(path))
-    return count_lines(loader.sources.values())
+    return count_lines(graph.sources.values())
 
 
 def reference_of(s: Summary) -> references.Reference | None:
@@ -61,17 +60,17 @@ def _tensors(out) -> list:
     return [out]
 
 
-def parity(spec: Path, ref: references.Reference, s: Summary) -> str:
+def parity(graph: ArchGraph, ref: references.Reference, s: Summary) -> str:
     """Load the reference's weights into the compiled spec and compare outputs (batch 1)."""
     import torch
-    from .compile import load
+    from .compile import compile_graph
     want = (s.totals["params"], s.totals["buffers"])
     got = references.size(ref)
     if got is not None and got != want:   # refused before anything is allocated
         return f"FAILS ({ref.label} has {got[0]:,} parameters and {got[1]:,} buffer elements, the spec " \
                f"{want[0]:,} and {want[1]:,})"
     model = references.build(ref, max_params=want[0]).eval()
-    ours = load(spec).eval()
+    ours = compile_graph(graph).eval()
     try:
         ours.load_state_dict(model.state_dict(), strict=True)
     except RuntimeError as e:
@@ -103,18 +102,21 @@ def folder_of(name) -> Path:
     return folder
 
 
-def entries(folder: Path, run_parity: bool = False, progress=None) -> list[Entry]:
+def entries(folder: Path, run_parity: bool = False, progress=None, *, check: Callable) -> list[Entry]:
+    """A row for each ``*.arch`` of the folder, in name order; ``check`` is the front end
+    (``archdsl.check``) that turns a spec's path into its IR."""
     out = []
     for spec in sorted(folder_of(folder).glob("*.arch")):
-        s = summary(spec)
+        graph = check(spec)
+        s = summary(graph)
         ref = reference_of(s)
         e = Entry(spec.stem, s.network, s.totals["params"], s.totals["macs"],
                   ", ".join("x".join(map(str, v)) for v in s.inputs.values()), ref.text if ref else "paper",
-                  s.top1, count_lines(s.graph.sources.values()))
+                  s.top1, source_lines(graph))
         if not ref:
             e.parity = "paper"
         elif run_parity:
-            e.parity = parity(spec, ref, s)
+            e.parity = parity(graph, ref, s)
         out.append(e)
         if progress:
             progress(e)
@@ -138,11 +140,12 @@ def markdown(rows: list[Entry]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def cli(args) -> int:
-    folder = folder_of(args.dir)
-    if args.format == "markdown":
-        print(markdown(entries(folder, args.parity)), end="")
-        return 0
+def print_zoo(folder, *, check: Callable, fmt: str = "table", run_parity: bool = False) -> None:
+    """``archdsl zoo``: the folder's table on standard output, as ``fmt`` (table or markdown)."""
+    folder = folder_of(folder)
+    if fmt == "markdown":
+        print(markdown(entries(folder, run_parity, check=check)), end="")
+        return
     from rich.console import Console
     from rich.table import Table
     console = Console(highlight=False)
@@ -152,11 +155,10 @@ def cli(args) -> int:
                       ("reference", "left"), ("top-1", "right"), ("parity", "left"), ("lines", "right")):
         table.add_column(col, justify=just)
     with console.status("checking specs...") as status:
-        rows = entries(folder, args.parity, lambda e: status.update(plain(f"checked {e.spec}")))
-    table.caption = "parity: run with --parity" if not args.parity else None
+        rows = entries(folder, run_parity, lambda e: status.update(plain(f"checked {e.spec}")), check=check)
+    table.caption = "parity: run with --parity" if not run_parity else None
     for e in rows:
         library = "paper" if e.reference == "paper" else references.from_meta({"reference": e.reference}).library
         table.add_row(plain(e.spec), fmt_count(e.params), fmt_count(e.macs), plain(e.input), plain(library),
                       f"{e.top1:.2f}" if e.top1 is not None else "", plain(e.parity), str(e.lines))
     console.print(table)
-    return 0

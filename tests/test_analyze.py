@@ -10,7 +10,8 @@ import textwrap
 import pytest
 
 import archdsl
-from archdsl.analyze import chart, summary
+from archdsl import summary
+from archdsl.analyze import chart
 from archdsl.cli import main
 
 from conftest import ROOT, SPECS

@@ -21,7 +21,8 @@ import pytest
 
 import archdsl
 from archdsl import reference as references
-from archdsl.analyze import META_DEPTH, META_ITEMS, meta_json, summary
+from archdsl import summary
+from archdsl.analyze import META_DEPTH, META_ITEMS, meta_json
 from archdsl.cli import main
 from archdsl.errors import ArchError
 from archdsl.zoo import entries, reference_of, source_lines
@@ -257,7 +258,7 @@ def test_zoo_parity_through_the_resolver(tmp_path):
     folder.mkdir()
     os.symlink(ROOT / "specs" / "squeezenet1_1.arch", folder / "squeezenet1_1.arch")
     write(folder, "tiny.arch", spec('meta reference = "torchvision:resnet18"'))
-    rows = {e.spec: e for e in entries(folder, run_parity=True)}
+    rows = {e.spec: e for e in entries(folder, run_parity=True, check=archdsl.check)}
     assert rows["squeezenet1_1"].parity == "identical outputs"
     assert rows["tiny"].parity.startswith("FAILS (torchvision:resnet18 has 11,689,512 parameters")
 
@@ -388,11 +389,11 @@ def test_line_counts_follow_the_imports_the_loader_reads(tmp_path):
         return sum(1 for line in text.splitlines() if line.split("#", 1)[0].strip())
     want = counted(own) + counted(lib.read_text())
     std = write(tmp_path / "a", "s.arch", own.format("std/resnet.arch"))
-    assert source_lines(std) == want
+    assert source_lines(archdsl.check(std)) == want
     local = write(tmp_path / "b", "s.arch", own.format("lib/resnet.arch"))
     write(tmp_path / "b" / "lib", "resnet.arch", lib.read_text())
-    assert source_lines(local) == want
+    assert source_lines(archdsl.check(local)) == want
     both = write(tmp_path / "c", "s.arch", own.format("std/resnet.arch").replace(
         "# a comment", 'import "std/resnet.arch"'))   # the same file twice: counted once
-    assert source_lines(both) == want + 1
-    assert [e.lines for e in entries(tmp_path / "a")] == [want]
+    assert source_lines(archdsl.check(both)) == want + 1
+    assert [e.lines for e in entries(tmp_path / "a", check=archdsl.check)] == [want]

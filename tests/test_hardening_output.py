@@ -29,7 +29,7 @@ import pytest
 import archdsl
 from archdsl import files
 from archdsl.cli import main
-from archdsl.draw import render
+from archdsl import render
 
 from measure import measure
 

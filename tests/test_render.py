@@ -11,7 +11,8 @@ import pytest
 
 import archdsl
 from archdsl.cli import main
-from archdsl.draw import OptionError, render
+from archdsl import render
+from archdsl.draw import OptionError
 
 from conftest import ROOT, SPECS
 
@@ -83,7 +84,7 @@ def test_every_spec_renders_deterministically_within_one_page(spec):
 
 
 def test_dot_text_does_not_depend_on_hash_seeds():
-    code = "import archdsl.draw as r, sys; sys.stdout.write(r.render(sys.argv[1]).dot)"
+    code = "import archdsl, sys; sys.stdout.write(archdsl.render(sys.argv[1]).dot)"
     outs = [subprocess.run([sys.executable, "-c", code, str(ROOT / "specs" / "googlenet.arch")], check=True,
                            capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
             for seed in ("1", "2")]
