@@ -418,7 +418,7 @@ _EXPECT = {
 }
 KEYWORDS = {"import", "block", "network", "let", "assert", "input", "output", "meta", "init", "for", "in", "if",
             "else", "tap", "and", "or", "not", "true", "false", "none", "concat", "add", "mean", "mul", "dense",
-            "residual"}
+            "residual", "sub", "matmul", "stack", "sdpa", "param", "buffer", "inline"}
 _FORBIDDEN = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c\u2028\u2029]|[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]"
                         "|[\ud800-\udfff]")
 

@@ -64,7 +64,7 @@ class P:
     """One parameter of an op: name, kind, default (or ``required``), bounds and choices."""
 
     name: str
-    kind: str = "int"           # int | float | bool | str | size | padding | floats | any
+    kind: str = "int"           # int | float | bool | str | size | padding | floats | ints | any
     default: Any = None
     min: float | None = None
     max: float | None = None
@@ -103,6 +103,16 @@ class P:
                     self._bounds(x, what)
                 return v
             v = as_int(v, what)
+        elif k == "ints":   # an int or a list of ints, of any length: a tuple of ints
+            if isinstance(v, (list, tuple)):
+                if not v:
+                    raise BadArgument(f"{what} must not be empty")
+                v = tuple(as_int(x, what) for x in v)
+            else:
+                v = (as_int(v, what),)
+            for x in v:
+                self._bounds(x, what)
+            return v
         elif k == "floats":
             if _is_number(v):
                 v = (float(v),)
@@ -294,6 +304,49 @@ def spatial(xs, op: str, ranks=(2, 3, 4)) -> tuple:
                            hint="`flatten` turns a feature map into a vector; `linear` works on vectors",
                            code="E041")
     return x
+
+
+DIM_HINT = "dims count from 0, the first dim after the batch; -1 is the last"
+
+
+def dim_of(d: int, shape, arg: str = "dim", new: bool = False) -> int:
+    """The one dim rule: ``d`` counted with the batch excluded (0 is the first non-batch dim,
+    negative from the end) as a non-negative index into ``shape``; E041 when out of range.
+    ``new``: a dim inserted in the output (``stack``), one more position than ``shape`` has."""
+    n = len(shape) + (1 if new else 0)
+    if not -n <= d < n:
+        what = f"stacking inputs of shape {list(shape)}" if new else f"an input of shape {list(shape)}"
+        raise ShapeProblem(f"{arg}={d} is out of range for {what}", hint=DIM_HINT, arg=arg, code="E041")
+    return d % n
+
+
+def dims_of(ds, shape, arg: str = "dims") -> tuple:
+    """Several dims by :func:`dim_of`, each at most once."""
+    out = []
+    for d in ds:
+        if not -len(shape) <= d < len(shape):
+            raise ShapeProblem(f"dim {d} in `{arg}` is out of range for an input of shape {list(shape)}",
+                               hint=DIM_HINT, arg=arg, code="E041")
+        k = d % len(shape)
+        if k in out:
+            raise ShapeProblem(f"`{arg}` names dim {k} twice (as {_show(list(ds))}) for an input of shape "
+                               f"{list(shape)}", arg=arg, code="E020")
+        out.append(k)
+    return tuple(out)
+
+
+def torch_dim(d: int) -> int:
+    """Torch's dim for a batch-excluded one: ``d + 1`` for ``d >= 0``, ``d`` otherwise."""
+    return d + 1 if d >= 0 else d
+
+
+def torch_dims(ds) -> str:
+    """Source of torch's dim argument for one dim or several (a tuple)."""
+    if not isinstance(ds, (list, tuple)):
+        return str(torch_dim(ds))
+    if len(ds) == 1:
+        return str(torch_dim(ds[0]))
+    return "(" + ", ".join(str(torch_dim(d)) for d in ds) + ")"
 
 
 def conv_out(size: int, k: int, s: int, p: int, d: int, ceil: bool = False) -> int:
