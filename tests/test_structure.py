@@ -38,7 +38,7 @@ LAYERS.update({m: (99, "top") for m in COMPOSITION})
 
 MAX_LINES = 800
 # Being split now; an entry may stay after its file is short (or gone) and be removed later.
-TOO_LONG_FOR_NOW = {"archdsl/elaborate.py", "archdsl/ops.py"}
+TOO_LONG_FOR_NOW: set[str] = set()  # modules allowed over the limit while they are being split: none
 
 
 def sources() -> list[Path]:

@@ -1,0 +1,88 @@
+"""Naming: the name of every op and scope of the IR, and the labels that give them.
+
+A labelled item takes its label; an unlabelled op or block call takes its position
+among the items of the enclosing scope (as ``nn.Sequential`` counts). A block call, a
+labelled group, join or repetition opens a scope, whose items are named after it
+(``stage2.0.conv1``); unlabelled groups, joins, loops, conditions and repetitions expand
+in place, their items counted in the enclosing scope. Ops the language adds itself (a
+join's, a dense layer's concat) are named ``op#k`` and take no position. Every name is
+used once (E030).
+
+A label is a name made of ASCII letters, digits and ``_``, with ``{expr}`` parts
+interpolating integers and names (``block{i}``); :func:`check_label` alone says which
+texts are labels.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from . import syntax as A
+from .errors import ElaborationError, Frame, Span
+from .evaluate import Ctx
+from .ir import Scope
+from .loader import ModuleScope
+from .values import describe, show
+
+
+def check_label(text: str, span: Span, ctx: Ctx) -> str:
+    """``text`` if it is a valid label, else E032 at ``span``."""
+    if not text or not all(ch.isascii() and (ch.isalnum() or ch == "_") for ch in text):
+        raise ElaborationError("E032", f"label {show(text)} is not a valid name", span, stack=ctx.stack,
+                               hint="labels use letters, digits and `_`")
+    return text
+
+
+class Naming:
+    """The naming rule, for the elaborator (it mixes this in): needs ``ev`` and ``charge`` (an
+    :class:`~archdsl.evaluate.Evaluator`), ``graph`` (scopes are added to it), ``names`` (name ->
+    the span that claimed it) and ``internal`` (scope prefix + op -> the last ``#k`` given)."""
+
+    def label_text(self, label: A.Label, ctx: Ctx, x) -> str:
+        """A label's text, its ``{expr}`` parts evaluated (integers and names only), checked."""
+        out = []
+        for part in label.parts:
+            if isinstance(part, str):
+                out.append(part)
+            else:
+                v = self.ev(part, ctx, x)
+                if isinstance(v, bool) or not isinstance(v, (int, str)):
+                    raise ElaborationError("E032", f"a label can interpolate integers and names, not "
+                                           f"{describe(v)}", part.span, stack=ctx.stack)
+                out.append(str(v))
+        text = "".join(out)
+        self.charge(len(text) // 8, label.span, ctx)
+        return check_label(text, label.span, ctx)
+
+    def next_name(self, ctx: Ctx, label: str | None) -> str:
+        """The name of the next item of the scope: its label, or its position among the items."""
+        index = ctx.counter[0]
+        ctx.counter[0] += 1
+        return ctx.prefix + (label if label is not None else str(index))
+
+    def internal_name(self, ctx: Ctx, op: str) -> str:
+        """The name of an op the language makes itself (a join's, a dense layer's concat): ``op#k``,
+        counted per scope and op; it takes no position among the items and is never claimed."""
+        key = ctx.prefix + op
+        k = self.internal.get(key, 0) + 1
+        self.internal[key] = k
+        return f"{key}#{k}"
+
+    def claim(self, name: str, span: Span, ctx: Ctx) -> None:
+        """Take ``name`` for the op or scope at ``span``: E030 when it is taken already."""
+        if name in self.names:
+            first = self.names[name]
+            raise ElaborationError("E030", f"the name `{name}` is used twice", span, stack=ctx.stack,
+                                   notes=[f"first used at {first}"],
+                                   hint="labels must be unique within their scope")
+        self.names[name] = span
+
+    def open_scope(self, ctx: Ctx, name: str, kind: str, block: str | None, span: Span,
+                   module: ModuleScope | None = None, frame: Frame | None = None) -> Ctx:
+        """Open the scope ``name`` (its items are named ``name.label``, ``name.0``, ...) in the IR and
+        return the context inside it: a block's has its own variables and one more frame."""
+        self.claim(name, span, ctx)
+        sid = len(self.graph.scopes)
+        self.graph.scopes[sid] = Scope(sid, name, kind, block, ctx.scope, span, ctx.repeat_tag)
+        if kind == "block":
+            return Ctx({}, module, name + ".", [0], sid, ctx.stack + (frame,), ctx.depth + 1, ctx.tap)
+        return replace(ctx, prefix=name + ".", counter=[0], scope=sid, repeat_tag=None)
