@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
 from archdsl.ops import HELPERS, OPS, BadArgument, ShapeProblem, type_name
+from conftest import error_of
 
 NS = {"torch": torch, "nn": nn, "F": F}
 for _src in HELPERS.values():
@@ -72,6 +73,21 @@ def bad(name, args=(), kw=None) -> BadArgument:
 # ----------------------------------------------------------------------------- every op vs torch
 
 CASES = [
+    ("conv_transpose", [(4, 5, 5)], (6, 3), {"stride": 2, "pad": 1, "output_pad": 1}),
+    ("conv_transpose", [(4, 7)], (2, 5), {"stride": 3, "pad": 2, "output_pad": 2, "groups": 2, "bias": False}),
+    ("conv_transpose", [(2, 3, 4, 3)], (3, [2, 1, 3]), {"dilation": 2}),
+    ("pixel_shuffle", [(8, 3, 4)], (2,), {}),
+    ("pixel_unshuffle", [(2, 4, 6)], (2,), {}),
+    ("instancenorm", [(3, 4, 5)], (), {}),
+    ("instancenorm", [(3, 7)], (), {"affine": True, "track_running_stats": True}),
+    ("hardsigmoid", [(3, 4, 4)], (), {}),
+    ("hardtanh", [(3, 4, 4)], (-0.5, 2.0), {}),
+    ("clamp", [(3, 4, 4)], (), {"min": 0}),
+    ("mish", [(3, 4, 4)], (), {}),
+    ("elu", [(3, 4, 4)], (0.5,), {}),
+    ("prelu", [(3, 4, 4)], (3,), {}),
+    ("scale", [(3, 4, 4)], (0.2,), {}),
+    ("shift", [(3, 4, 4)], (-1.0,), {}),
     ("identity", [(3, 5, 5)], (), {}),
     ("conv", [(4, 9, 9)], (8, 3), {}),
     ("conv", [(4, 9, 9)], (8, 3), {"stride": 2, "pad": 1, "bias": False}),
@@ -169,7 +185,12 @@ CASES = [
 
 
 def test_cases_cover_every_op():
-    assert {c[0] for c in CASES} == set(OPS) - {"input"}
+    """Every op is run against torch by a case here or in the test file of its family."""
+    import test_ops_conv_elementwise
+    import test_ops_layout
+    covered = {c[0] for c in CASES + test_ops_layout.CASES + test_ops_conv_elementwise.CASES}
+    covered |= test_ops_layout.NEW_OPS | {"attention", "sdpa"}  # (test_attention builds its own cases)
+    assert covered >= set(OPS) - {"input"}, sorted(set(OPS) - {"input"} - covered)
 
 
 @pytest.mark.parametrize("train", [False, True])
@@ -534,7 +555,9 @@ def test_export():
 def test_registry_metadata():
     elementwise = {n for n, op in OPS.items() if op.elementwise}
     assert elementwise == {"bn", "layernorm", "groupnorm", "lrn", "relu", "relu6", "leaky_relu", "gelu", "silu",
-                           "sigmoid", "tanh", "hardswish", "softmax", "log_softmax", "add", "mean", "mul"}
+                           "sigmoid", "tanh", "hardswish", "softmax", "log_softmax", "add", "mean", "mul",
+                           "instancenorm", "hardsigmoid", "hardtanh", "clamp", "mish", "elu", "prelu", "scale", "shift",
+                           "sub", "layernorm_channels"}
     for op in OPS.values():
         assert op.category in CATEGORIES, op.name
         assert set(op.helpers) <= set(HELPERS), op.name
@@ -563,3 +586,14 @@ def test_labels():
 def test_no_torch_import():
     code = "import sys, archdsl.ops; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("name,hint", [
+    ("deconv", "did you mean `conv_transpose`? (a transposed convolution)"),
+    ("ConvTranspose2d", "`conv_transpose`"),
+    ("swish", "`silu`"),
+])
+def test_names_from_elsewhere_hint_the_op(name, hint):
+    e = error_of(f"network n() {{\n  input x: [3, 8, 8]\n  {name}(3, 2)\n}}\n")
+    assert (e.code, e.span.line, e.span.col, e.message) == ("E010", 3, 3, f"unknown op or block `{name}`")
+    assert hint in e.hint

@@ -3,7 +3,8 @@
 The layers, lowest first (a module may import its own layer and the layers below it):
 
 1. the foundation: errors, values, and the helpers files (writing outputs) and initializers;
-2. ops (the op registry, a module or the package ``archdsl/ops/``);
+2. ops (the op registry, a module or the package ``archdsl/ops/``) and extern (the plugin API,
+   which adds ops to that registry);
 3. ir (the IR every stage shares);
 4. the front end, itself in order: nodes (the AST), syntax, loader, evaluate and naming, elaborate, frontend;
 4'. the back end, beside the front end and never importing it: compile, draw, analyze,
@@ -30,7 +31,7 @@ COMPOSITION = {"__init__", "__main__", "cli", "commands"}
 
 # module -> (rank, side): a module may import another of rank <= its own on its side or on
 # the shared trunk (side None); the back end and the front end never import each other.
-LAYERS = {**{m: (0, None) for m in FOUNDATION}, "ops": (1, None), "ir": (2, None)}
+LAYERS = {**{m: (0, None) for m in FOUNDATION}, "ops": (1, None), "extern": (1, None), "ir": (2, None)}
 for _rank, _names in enumerate(FRONT_END, start=3):
     LAYERS.update({m: (_rank, "front") for m in ({_names} if isinstance(_names, str) else _names)})
 LAYERS.update({m: (3, "back") for m in BACK_END})

@@ -1,7 +1,7 @@
-"""Normalizations over channels: batch, group and local response normalization."""
+"""Normalizations over channels: batch, instance, group and local response normalization."""
 from __future__ import annotations
 
-from .base import Op, P, register, req, ShapeProblem, spatial, torch_kwargs
+from .base import numel, Op, P, register, req, ShapeProblem, spatial, torch_kwargs
 
 
 # ----------------------------------------------------------------------------- normalization
@@ -31,6 +31,36 @@ class BatchNorm(Norm):
 
     def module(self, a, xs, y):
         return f"nn.BatchNorm{max(1, len(xs[0]) - 1)}d", (xs[0][0],), torch_kwargs(self, a)
+
+
+@register
+class InstanceNorm(Norm):
+    """Instance normalization (Ulyanov et al. 2016): each channel of each sample over its own spatial
+    positions; InstanceNorm1d for sequences, 2d for images, 3d for volumes. As in PyTorch, no affine
+    scale and shift and no running statistics unless asked for."""
+
+    name = "instancenorm"
+    params = (P("eps", "float", 1e-5, min=0), P("momentum", "float", 0.1, min=0, max=1),
+              P("affine", "bool", False), P("track_running_stats", "bool", False))
+
+    def shape(self, a, xs):
+        x = xs[0]
+        if len(x) not in (2, 3, 4):
+            raise ShapeProblem(f"`instancenorm` needs a feature map with channels first ([C, L], [C, H, W] or "
+                               f"[C, D, H, W], batch implicit), got {list(x)}",
+                               hint="`layernorm` normalizes a vector" if len(x) == 1 else None, code="E041")
+        if numel(x[1:]) == 1:  # torch refuses in training; in eval every output would be the bias
+            raise ShapeProblem(f"`instancenorm` normalizes each channel over its spatial positions, and "
+                               f"{list(x)} has only one", hint="normalize before the pooling, or use `bn` or "
+                               "`layernorm`", code="E041")
+        return x
+
+    def weights(self, a, xs, y):
+        c = xs[0][0]
+        return (2 * c if a["affine"] else 0), (2 * c + 1 if a["track_running_stats"] else 0)
+
+    def module(self, a, xs, y):
+        return f"nn.InstanceNorm{len(xs[0]) - 1}d", (xs[0][0],), torch_kwargs(self, a)
 
 
 @register
