@@ -23,7 +23,7 @@ from functools import lru_cache
 from . import syntax as A
 from .errors import ElaborationError, LimitError, Limits, Span, did_you_mean
 from .loader import ModuleScope
-from .ops import OPS
+from .ops import ALIASES, OPS
 from .values import BlockRef, Equality, OpRef, Tensor, describe, order, show, type_name
 
 _MISSING = object()
@@ -168,7 +168,8 @@ class Evaluator:
         if not callable_only:
             pool += list(BUILTINS)
         what = "op or block" if callable_only else "name"
-        hint = did_you_mean(name, pool)
+        hint = ALIASES.get(name) if callable_only else None
+        hint = hint or did_you_mean(name, pool)
         if module is not None and name in module.networks:
             hint = f"`{name}` is a network; only blocks can be called"
         raise ElaborationError("E010", f"unknown {what} `{name}`", span, stack=ctx.stack, hint=hint)
@@ -389,6 +390,56 @@ class Evaluator:
             return t[i]
         raise _Oops("E054", f"{describe(t)} cannot be indexed")
 
+    def _slice(self, e, ctx, x):
+        """``t[start:stop:step]`` on a list, tuple, string or range, as Python slices (negative
+        bounds count from the end, a missing one is none); paid for in proportion to the result."""
+        t = self.ev(e.target, ctx, x)
+        bounds = []
+        for what, node in (("start", e.start), ("stop", e.stop), ("step", e.step)):
+            v = None if node is None else self.ev(node, ctx, x)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
+                raise ElaborationError("E054", f"a slice's {what} must be an integer or none, got {describe(v)}",
+                                       node.span, stack=ctx.stack)
+            bounds.append(v)
+        if bounds[2] == 0:
+            raise ElaborationError("E052", "a slice step must not be zero", e.step.span, stack=ctx.stack,
+                                   hint="a step of 1 takes every item, -1 every item backwards")
+        if not isinstance(t, (list, tuple, str, range)):
+            raise _Oops("E054", f"{describe(t)} cannot be sliced",
+                        "lists, tuples, strings and ranges can be sliced (`xs[1:]`, `in.shape[-2:]`)")
+        n = len(range(len(t))[slice(*bounds)])  # the result's length, before building it
+        self.check_len(range(n))
+        self.charge(n // 8)
+        return t[slice(*bounds)]
+
+    def _comprehension(self, e, ctx, x):
+        """``[elem for a, b in seq if cond]``: a new list, one step per item of ``seq``. The loop
+        names live in a scope of their own: they shadow outer names inside and vanish after."""
+        seq = self.ev(e.iterable, ctx, x)
+        if not isinstance(seq, (list, tuple, range, str, dict)):
+            raise ElaborationError("E051", f"cannot loop over {describe(seq)}", e.iterable.span, stack=ctx.stack,
+                                   hint="a comprehension loops over a list, tuple, string, dict or range")
+        if len(seq) > self.limits.repeat:
+            raise LimitError("E084", f"a comprehension of {len(seq):,} iterations is over the repeat limit of "
+                             f"{self.limits.repeat:,}", e.iterable.span, stack=ctx.stack,
+                             hint="raise it with `--limit repeat=N`")
+        self.charge(len(ctx.env) // 8)
+        inner = replace(ctx, env=dict(ctx.env))
+        env, targets, out = inner.env, e.targets, []
+        for value in seq:
+            self.charge(1)
+            if len(targets) == 1:
+                env[targets[0]] = value
+            elif isinstance(value, (list, tuple)) and len(value) == len(targets):
+                env.update(zip(targets, value))
+            else:
+                raise ElaborationError("E058", f"cannot unpack {show(value)} into {len(targets)} names "
+                                       f"({', '.join(targets)})", e.iterable.span, stack=ctx.stack)
+            if e.cond is None or self.truth(self.ev(e.cond, inner, x), e.cond):
+                out.append(self.ev(e.elem, inner, x))
+        self.measure(out)
+        return out
+
     def _attr(self, e, ctx, x):
         t = self.ev(e.target, ctx, x)
         if isinstance(t, Tensor):
@@ -408,7 +459,7 @@ _EVAL = {
     A.DictExpr: Evaluator._dict, A.Unary: Evaluator._unary, A.Not: Evaluator._not,
     A.BoolOp: Evaluator._boolop, A.Ternary: Evaluator._ternary, A.Compare: Evaluator._compare,
     A.Binary: Evaluator._binary, A.CallExpr: Evaluator._call, A.Index: Evaluator._index,
-    A.Attr: Evaluator._attr,
+    A.Attr: Evaluator._attr, A.Slice: Evaluator._slice, A.Comprehension: Evaluator._comprehension,
 }
 
 _ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
