@@ -415,25 +415,6 @@ def test_aliases_point_at_ops():
     assert ALIASES["ConvTranspose2d"] == "did you mean `conv_transpose`? (PyTorch's ConvTranspose2d)"
 
 
-DOC = ROOT / "docs" / "_pending" / "ops_conv_elementwise.md"
-EXAMPLES = re.findall(r"```arch\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S) if DOC.exists() else []
-
-
-def test_docs_show_every_new_op():
-    text = "\n".join(EXAMPLES)
-    for name in NEW:
-        assert re.search(rf"\b{name}\b", text), name
-    assert all(re.search(r"^network ", e, re.M) for e in EXAMPLES)
-
-
-@pytest.mark.parametrize("text", EXAMPLES, ids=[re.search(r"^network (\w+)", e, re.M).group(1) for e in EXAMPLES])
-def test_doc_example_compiles(text):
-    graph = checked(text)
-    assert graph.outputs
-    model = archdsl.loads(text).eval()
-    with torch.no_grad():
-        model(*(torch.randn(1, *graph.node(n)["shape"]) for n in graph.inputs.values()))
-
 
 def test_every_new_op_exports_and_compiles_in_one_graph():
     """The emitted forward code traces without graph breaks, in place or not."""
