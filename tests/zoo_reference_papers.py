@@ -54,6 +54,10 @@ ROWS = [
              source="timm 1.0 inception_resnet_v2"),
     PaperRow("preact_resnet50", "timm:resnetv2_50", 25_549_352, None, (3, 224, 224), 160,
              source="timm 1.0 resnetv2_50"),
+    PaperRow("ghostnet_100", "timm:ghostnet_100", 5_182_508, None, (3, 224, 224), 200,
+             source="timm 1.0 ghostnet_100"),
+    PaperRow("cspdarknet53", "timm:cspdarknet53", 27_642_184, None, (3, 256, 256), 224,
+             source="timm 1.0 cspdarknet53 (default input 256, as its weights were tested)"),
     PaperRow("resnet110_cifar", None, 1_727_962, ("1.7M", 100_000), (3, 32, 32), 64,
              source="He et al. 2016 (Deep Residual Learning), Table 6: ResNet-110, 1.7M"),
     PaperRow("preact_resnet164_cifar", None, 1_703_258, ("1.7M", 100_000), (3, 32, 32), 64,
@@ -68,6 +72,10 @@ ROWS = [
              source="Larsson et al. 2017 give no count for this configuration"),
     PaperRow("densenet_bc100_cifar", None, 769_162, ("0.8M", 100_000), (3, 32, 32), 64,
              source="Huang et al. 2017, Table 2: DenseNet-BC (L=100, k=12), 0.8M"),
+    # A generator: noise [nz, 1, 1] in, a 64x64 image out (no `classes`, no `size`); its parity with
+    # the PyTorch DCGAN example's Generator is tests/test_zoo_new.py's.
+    PaperRow("dcgan_generator", None, 3_576_704, None, (100, 1, 1), None,
+             source="Radford et al. 2015 report no count; the PyTorch DCGAN example's Generator (nz=100, ngf=64)"),
 ]
 
 BY_SPEC = {r.spec: r for r in ROWS}
