@@ -11,13 +11,17 @@ The stages run one way: the front end (``archdsl.frontend``) turns a spec into t
 (``archdsl.ir.ArchGraph``), and the back-end stages (``compile``, ``draw``, ``analyze``)
 take that IR and never read a spec themselves. This module composes the two; each
 function here that takes a spec checks it, then hands the IR to its stage.
+
+Every function here takes ``plugins=[...]``: plugins to load first (``archdsl.extern``, ops
+declared in Python). Nothing else loads one: a spec alone never runs Python.
 """
 from __future__ import annotations
 
 from . import ir as _ir
 from .errors import (ArchError, AssertionFailed, ElaborationError, LimitError, Limits, ParseError, ShapeError,
                      SpecImportError)
-from .frontend import check, check_files as _check_files
+from .extern import load_plugins as _load_plugins
+from .frontend import check as _check, check_files as _check_files
 from .ir import ArchGraph
 
 __all__ = ["check", "load", "loads", "render", "summary", "ArchGraph", "ArchError", "ParseError",
@@ -25,11 +29,22 @@ __all__ = ["check", "load", "loads", "render", "summary", "ArchGraph", "ArchErro
 __version__ = "0.1.0"
 
 
+def check(source, *, plugins=None, **kwargs) -> ArchGraph:
+    _load_plugins(plugins)
+    return _check(source, **kwargs)
+
+
+check.__doc__ = (_check.__doc__ or "") + """
+    ``plugins`` (a list of names) loads those plugins first, as ``--plugin NAME`` does
+    (``archdsl.extern.load_plugins``): their ops can then appear in the spec.
+    """
+
+
 def load(source, *, device=None, dtype=None, seed=None, **check_kwargs):
     """Check a spec (a path or its text) and compile it into a ``torch.nn.Module``.
 
     ``check_kwargs`` go to :func:`check` (network parameters such as ``classes=10``,
-    ``network``, ``inputs``, ``limits``...); ``seed`` makes the initialisation reproducible
+    ``network``, ``inputs``, ``limits``, ``plugins``...); ``seed`` makes the initialisation reproducible
     without touching the global RNG; ``device`` / ``dtype`` move the built model.
     An IR already checked compiles with ``archdsl.compile.compile_graph``."""
     graph = check(source, **check_kwargs)
@@ -52,6 +67,7 @@ def render(source, **kwargs):
     A spec that fails to elaborate raises its diagnostic as usual, with ``.rendering``: the
     network up to the failure, the failed op in red (None when even that is too large to draw)."""
     from .draw import check_options, render as draw
+    _load_plugins(kwargs.pop("plugins", None))
     options = {k: kwargs.pop(k) for k in _DRAWING if k in kwargs}
     if isinstance(source, ArchGraph):
         if kwargs:
@@ -74,6 +90,7 @@ def summary(source, batch: int = 1, dtype: str = "fp32", depth: int | None = Non
     """Per-layer parameters, MACs and memory of a spec (checked with ``check_kwargs``) or an
     :class:`ArchGraph` (see ``archdsl.analyze.summary``)."""
     from . import analyze
+    _load_plugins(check_kwargs.pop("plugins", None))
     analyze.check_options(batch, dtype, depth)
     if isinstance(source, ArchGraph):
         if check_kwargs:
@@ -92,29 +109,4 @@ def _display(graph):
     return display(graph)
 
 
-def _meta_span(graph, name):
-    """Where ``meta name`` is stated, for graphs whose elaboration kept no meta spans: the last
-    such statement of the first file (the main one comes first) that has one, found by parsing
-    the graph's sources again (only diagnostics need it)."""
-    from dataclasses import fields
-
-    from .syntax import Meta, Node, parse
-    for file, text in graph.sources.items():
-        try:
-            stack, found = [parse(text, file, Limits())], []
-        except ArchError:
-            continue
-        while stack:
-            node = stack.pop()
-            if isinstance(node, (list, tuple)):
-                stack.extend(reversed(node))
-            elif isinstance(node, Node):
-                if isinstance(node, Meta) and node.name == name:
-                    found.append(node.span)
-                stack.extend(reversed([getattr(node, f.name) for f in fields(node) if f.name != "span"]))
-        if found:
-            return max(found, key=lambda sp: (sp.line, sp.col))
-    return None
-
-
-_ir.HOOKS.update(display=_display, replay=_check_files, meta_span=_meta_span)
+_ir.HOOKS.update(display=_display, replay=_check_files)

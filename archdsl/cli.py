@@ -16,22 +16,38 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def parse_value(text: str, what: str):
-    """A ``--set`` value: any constant expression of the language; a bare word is a string."""
-    from .elaborate import Ctx, Elaborator
+    """A ``--limit`` value (and any value read without a spec): a constant expression of the
+    language, where a bare word is a string."""
+    from .evaluate import evaluate_constant
     from .syntax import parse_expr
     if _IDENT.fullmatch(text) and text not in ("true", "false", "none"):
         return text
-    node = parse_expr(text, f"<{what}>")
-    return Elaborator(Limits(), {}).ev(node, Ctx({}, None), None)
+    return evaluate_constant(parse_expr(text, f"<{what}>"))
 
 
-def _pairs(items, what: str) -> dict:
+def _notes():
+    """A printer of notes on stderr for one command, each said once (two specs, one `--set`)."""
+    said = set()
+
+    def note(message: str) -> None:
+        if message not in said:
+            said.add(message)
+            print(f"note: {message}", file=sys.stderr)
+    return note
+
+
+def _pairs(items, what: str, note=None) -> dict:
+    """NAME=VALUE options as a dict. With ``note`` (a printer), the values are spec expressions
+    (``--set``, ``--input``), passed as :class:`~archdsl.values.Expr` for the front end to read in
+    the spec's scope; otherwise (``--limit``) constants read now."""
+    from .values import Expr
     out = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not _IDENT.fullmatch(key.strip()):
             raise SystemExit(_usage(f"{what} expects NAME=VALUE, got {item!r}"))
-        out[key.strip()] = parse_value(value.strip(), f"--{what} {key.strip()}")
+        key, value = key.strip(), value.strip()
+        out[key] = Expr(value, f"--{what} {key}", note) if note else parse_value(value, f"--{what} {key}")
     return out
 
 
@@ -43,9 +59,10 @@ def _usage(message: str) -> int:
 def check_args(args) -> dict:
     """Keyword arguments for ``archdsl.check`` from the common options (FILE ``-`` reads stdin)."""
     extra = {"text": True} if getattr(args, "stdin", False) else {}
-    return {**extra, "network": args.network, "inputs": _pairs(args.input, "input") or None,
+    note = _notes()  # `--set`/`--input` values are read in the spec's scope by the front end
+    return {**extra, "network": args.network, "inputs": _pairs(args.input, "input", note) or None,
             "limits": _pairs(args.limit, "limit") or None, "roots": args.allow_import or None,
-            **_pairs(args.set, "set")}
+            **_pairs(args.set, "set", note)}
 
 
 def _common(p: argparse.ArgumentParser, many: bool = False) -> None:
@@ -59,6 +76,13 @@ def _common(p: argparse.ArgumentParser, many: bool = False) -> None:
     p.add_argument("--limit", action="append", metavar="NAME=N",
                    help=f"raise a resource limit ({', '.join(Limits.FIELDS)})")
     p.add_argument("--allow-import", action="append", metavar="DIR", help="another folder imports may read")
+    _plugin_option(p)
+
+
+def _plugin_option(p: argparse.ArgumentParser) -> None:
+    """``--plugin NAME``, on every command: ops declared in Python (archdsl.extern), loaded only when named."""
+    p.add_argument("--plugin", action="append", default=[], metavar="NAME",
+                   help="load the ops of a Python plugin: a module, or an installed entry point (repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", default="specs", help="the folder of specs (default: specs)")
     p.add_argument("--format", choices=("table", "markdown"), default="table")
     p.add_argument("--parity", action="store_true", help="also run the reference parity checks (slow)")
+    _plugin_option(p)
     return parser
 
 
@@ -242,6 +267,9 @@ def _read_stdin(args) -> str:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.plugin:   # before anything reads a spec; a spec alone never loads Python
+            from .extern import load_plugins
+            load_plugins(args.plugin)
         if getattr(args, "file", None) == "-":
             args.file, args.stdin = _read_stdin(args), True
         elif getattr(args, "file", None) is not None or getattr(args, "files", None):

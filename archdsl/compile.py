@@ -28,6 +28,8 @@ import math
 import pickle
 import re
 import resource
+import sys
+import textwrap
 from collections import Counter
 from types import SimpleNamespace
 
@@ -35,15 +37,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .ops import plugins as extern
 from .errors import ArchError, LimitError, Limits
 from .files import write_atomic
-from .initializers import init_weights
-from .ir import ArchGraph, InitRules
+from .initializers import init_tensor, init_weights
+from .ir import ArchGraph, InitRules, is_tensor_decl
 from .ops import HELPERS, OPS
+from .ops.tensor import EXPANDED
 
-_PART = re.compile(r"[A-Za-z0-9_]+")
+_PART = re.compile(r"[^.#]+")  # a name part: anything a label may be (archdsl.naming), never `.`
 _CTOR = re.compile(r"nn\.[A-Za-z0-9_]+")
-_GLOBALS = {"self", "torch", "nn", "F", "collections", "init_weights", "getattr", "setattr", *HELPERS}
+_GLOBALS = {"self", "torch", "nn", "F", "collections", "init_weights", "init_tensor", "getattr", "setattr", *HELPERS}
 _LOCALS = _GLOBALS | {"mod"}   # names forward's parameters may not take (`mod`: a module reached in steps)
 _CHAIN = 100                   # at most this many `[...]` in one expression reaching a module
 _CHUNK = 64                    # at most this many inputs of a join in one expression
@@ -240,7 +244,8 @@ def _address_space_left(proc="/proc") -> tuple[int | None, str]:
 
 
 def export_source(graph: ArchGraph, limits=None) -> str:
-    """The standalone PyTorch source of the network: one ``nn.Module`` class, torch imports only.
+    """The standalone PyTorch source of the network: one ``nn.Module`` class, torch imports only,
+    but for the modules its plugin ops declare (``Op.imports``), which the header names.
     ``limits``: ``steps`` bounds the matching of init rules to layers."""
     return _Codegen(graph, limits if isinstance(limits, Limits) else Limits.of(limits)).source()
 
@@ -263,7 +268,9 @@ def class_name(network: str) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _load_class(source: str, name: str) -> type:
-    """Execute generated source (our own, from a validated IR) with only torch in scope."""
+    """Execute generated source (our own, from a validated IR) with only torch in scope, and the
+    modules of loaded plugins its own ``import`` lines name (already imported by
+    ``extern.load_plugins``: running them binds the module, it imports nothing new)."""
     filename = f"<archdsl:{name}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace = {"torch": torch, "nn": nn, "F": F, "__name__": "archdsl.generated"}
@@ -291,7 +298,7 @@ def _reduce_ex(self, protocol):
         raise pickle.PicklingError(f"{type(self).__name__} cannot be pickled: parameter "
                                    f"{', '.join(map(str, record['opaque']))} is not plain data")
     return rebuild_model, ({
-        "version": PICKLE_VERSION, "record": record, "plugins": [],
+        "version": PICKLE_VERSION, "record": record, "plugins": list(extern.plugins_of(self.ir)),
         "state": dict(self.state_dict(keep_vars=False)),
         "training": {name: m.training for name, m in self.named_modules()},
         "frozen": [name for name, p in self.named_parameters() if not p.requires_grad],
@@ -303,11 +310,15 @@ def rebuild_model(payload: dict) -> nn.Module:
     file is read), generate its code, build it on the meta device and take the pickled tensors.
     Nothing the pickle holds is executed: its texts go through the parser and elaborator like
     any spec, and the only code that runs is what the code generator writes. A malformed payload
-    is E075; the plugins it names must be loaded (there are none yet, so any is refused)."""
+    is E075. The plugins the payload names must be loaded already (``extern.load_plugins``):
+    unpickling refuses (E075) rather than import Python a pickle names."""
     payload = _valid_payload(payload)
-    if payload["plugins"]:
-        raise ArchError("E075", f"the model needs plugin ops that are not loaded: {', '.join(payload['plugins'])}",
-                        hint="load the plugins before unpickling the model")
+    missing = sorted(set(payload["plugins"]) - set(extern.loaded_plugins()))
+    if missing:
+        names = ", ".join(f"`{p}`" for p in missing)
+        raise ArchError("E075", f"the model needs the plugin{'s' if len(missing) > 1 else ''} {names}, not loaded "
+                        "in this process", hint=f"load {'them' if len(missing) > 1 else 'it'} first: "
+                        f"archdsl.extern.load_plugins({missing!r}) (a pickle never imports Python itself)")
     graph = ArchGraph.from_record(payload["record"])
     limits = Limits.of(payload["record"]["limits"])
     cls = _load_class(export_source(graph, limits), class_name(graph.network))
@@ -417,13 +428,19 @@ class _Codegen:
         self.graph = graph
         self.limits = limits or Limits()
         self.cls = class_name(graph.network)
+        self.imports = extern.imports_of(graph)   # plugin modules the source imports besides torch
+        self.reserved = extern.roots_of(graph)    # the names those imports bind
         self.modules = {}   # node -> constructor source
+        self.tensors = {}   # node -> data, for each param and buffer (registered on its scope's container)
         for n in graph.nodes():
             d = graph.node(n)
+            if is_tensor_decl(d):
+                self.tensors[n] = d
+                continue
             spec = OPS[d["op"]].module(d["attrs"], [graph.node(u)["shape"] for u in graph.args(n)], d["shape"])
             if spec is not None:
                 ctor, args, kwargs = spec
-                assert _CTOR.fullmatch(ctor) and hasattr(nn, ctor[3:]), ctor
+                assert (_CTOR.fullmatch(ctor) and hasattr(nn, ctor[3:])) or extern.constructor_ok(OPS[d["op"]], ctor), ctor
                 assert all(k.isidentifier() for k in kwargs), kwargs
                 self.modules[n] = f"{ctor}({', '.join([*map(_lit, args), *(f'{k}={_lit(v)}' for k, v in kwargs.items())])})"
         self._check_names()
@@ -432,7 +449,7 @@ class _Codegen:
     def _check_names(self):
         """Module paths must be registrable in torch (E032), output names usable as fields (E015)."""
         g = self.graph
-        for n in self.modules:
+        for n in [*self.modules, *self.tensors]:
             for depth, part in enumerate(g.node(n)["name"].split(".")):
                 assert _PART.fullmatch(part), g.node(n)["name"]
                 if part in (_TOP_RESERVED if depth == 0 else _DICT_RESERVED):
@@ -440,6 +457,8 @@ class _Codegen:
                                      f"of torch.nn.{'Module' if depth == 0 else 'ModuleDict'}", "rename the label")
         names = [o.name for o in g.outputs]
         for o in g.outputs:
+            if g.output_dict and names.count(o.name) == 1:   # dict keys: any distinct names
+                continue
             if not o.name.isidentifier() or keyword.iskeyword(o.name) or o.name.startswith("_") or names.count(o.name) > 1:
                 self._name_error(o.node, f"output `{o.name}` cannot be a field of the output tuple",
                                  "output names must be distinct and not start with `_`", "E015")
@@ -452,7 +471,7 @@ class _Codegen:
         taken = set(self.graph.inputs)
         out = {}
         for i, name in enumerate(self.graph.inputs):
-            if is_attribute(name) and name not in _LOCALS and not name.startswith(self.cls):
+            if is_attribute(name) and name not in _LOCALS | self.reserved and not name.startswith(self.cls):
                 out[name] = name
                 continue
             alias = f"input{i}"
@@ -472,17 +491,24 @@ class _Codegen:
         forward = self.forward()
         text = "\n".join(forward)
         prelude = [HELPERS[h] for h in HELPERS if f"{h}(" in text]
-        init = self.init_lines()
+        tensors, rules = self.tensor_init_lines(), self.init_lines()
+        init = tensors + rules
         if init:
+            prelude.append(inspect.getsource(init_tensor))
+        if rules:
             prelude.append(inspect.getsource(init_weights))
         ins = ", ".join(f"{k} {list(g.node(n)['shape'])}"
                         + ("" if self.params[k] == k else f" (argument {self.params[k]})") for k, n in g.inputs.items())
         outs = ", ".join(f"{o.name} {list(g.node(o.node)['shape'])}" + (" (training only)" if o.train_only else "")
-                         for o in g.outputs)
+                         for o in g.outputs) + (", as a dict" if g.output_dict else "")
+        plugins = extern.plugins_of(g)
+        needs = [] if not plugins else ["", *textwrap.wrap(
+            f"Needs the archdsl plugin{'s' if len(plugins) > 1 else ''} {', '.join(plugins)}: besides torch, this file "
+            f"imports {', '.join(self.imports)}, which must be importable where it runs.", 96)]
         lines = [f'"""{g.network}: {g.total_params:,} parameters. Generated by archdsl.',
-                 "", f"Inputs: {ins}.", f"Outputs: {outs}.", '"""',
+                 "", f"Inputs: {ins}.", f"Outputs: {outs}.", *needs, '"""',
                  *(["import collections", ""] if self.tuples() else []), "import torch", "import torch.nn as nn",
-                 "import torch.nn.functional as F", "", ""]
+                 "import torch.nn.functional as F", *(f"import {m}" for m in self.imports), "", ""]
         for text in prelude:
             lines += [text.rstrip("\n"), "", ""]
         for cls, fields in self.tuples().items():
@@ -497,6 +523,8 @@ class _Codegen:
     def tuples(self) -> dict:
         """The namedtuple classes: all outputs, and the eval ones where taps leave several."""
         outs = self.graph.outputs
+        if self.graph.output_dict:
+            return {}
         evals = [o.name for o in outs if not o.train_only]
         tuples = {f"{self.cls}Outputs": [o.name for o in outs]} if len(outs) > 1 else {}
         if 1 < len(evals) < len(outs):
@@ -517,6 +545,17 @@ class _Codegen:
             expr += "".join(f"[{_str(p)}]" for p in rest[i:i + _CHAIN])
         return steps, expr
 
+    def tensor_ref(self, n: int) -> str:
+        """An expression reading a param or buffer on its container: ``self.class_token``,
+        ``self.features["1"]["0"].layer_scale`` (a ModuleDict's indexing reaches modules only); a
+        path too long for one expression is looked up by name (``self.get_parameter(...)``)."""
+        d = self.graph.node(n)
+        *path, last = d["name"].split(".")
+        if len(path) > _CHAIN:
+            return f"self.{'get_parameter' if d['attrs']['kind'] == 'param' else 'get_buffer'}({_str(d['name'])})"
+        expr = "self" if not path else _attr("self", path[0]) + "".join(f"[{_str(p)}]" for p in path[1:])
+        return _attr(expr, last)
+
     def build_lines(self) -> list[str]:
         """One flat statement per module and per container, in the order of the IR (which is
         ``state_dict``'s order): ``self.layer1 = d1 = nn.ModuleDict()``, ``d1["0"] = d2 = ...``.
@@ -524,12 +563,12 @@ class _Codegen:
         deep the spec's scopes go. ``_RUN`` or more siblings built alike (``conv(1, 1) * 19000``)
         are one loop over their names, which Python compiles in a fraction of the time and memory."""
         tree = {}
-        for n, ctor in self.modules.items():
+        for n in sorted([*self.modules, *self.tensors]):   # a param or buffer: registered on its container
             *path, last = self.graph.node(n)["name"].split(".")
             t = tree
             for p in path:
                 t = t.setdefault(p, {})
-            t[last] = ctor
+            t[last] = self.modules[n] if n in self.modules else ("tensor", n)
         lines, stack = [], [("self", list(tree.items()), 0)]
         while stack:
             holder, items, i = stack.pop()
@@ -540,6 +579,10 @@ class _Codegen:
                 local = f"d{len(stack) + 1}"
                 lines += self._attach(holder, key, f"{local} = nn.ModuleDict()", local)
                 stack += [(holder, items, i + 1), (local, list(v.items()), 0)]
+                continue
+            if isinstance(v, tuple):
+                lines.append(self._register(holder, key, v[1]))
+                stack.append((holder, items, i + 1))
                 continue
             j = i + 1
             while j < len(items) and items[j][1] == v:
@@ -552,6 +595,41 @@ class _Codegen:
                           "    " + (f"self.add_module(name, {v})" if holder == "self" else f"{holder}[name] = {v}")]
             stack.append((holder, items, j))
         return ["        " + line for line in lines]
+
+    def _register(self, holder: str, key: str, n: int) -> str:
+        """The statement registering param or buffer ``n`` as ``key`` of ``holder`` (uninitialised:
+        :meth:`tensor_init_lines` fills it)."""
+        a = self.graph.node(n)["attrs"]
+        empty = f"torch.empty({', '.join(map(str, a['shape']))})"
+        if a["kind"] == "param":
+            if holder == "self" and is_attribute(key):
+                return f"self.{key} = nn.Parameter({empty})"
+            return f"{holder}.register_parameter({_str(key)}, nn.Parameter({empty}))"
+        return f"{holder}.register_buffer({_str(key)}, {empty})"
+
+    def tensor_init_lines(self) -> list[str]:
+        """Each param and buffer filled by its own scheme (``init_tensor``; spec ``init`` rules are for
+        modules), one loop per scheme and arguments; each checked first on a stand-in of its rank."""
+        groups, lines = {}, []
+        for n, d in self.tensors.items():
+            a = d["attrs"]
+            groups.setdefault((a["kind"], a["scheme"], tuple(a["kwargs"].items())), []).append(n)
+        for (kind, scheme, kwargs), nodes in groups.items():
+            for n in {len(self.tensors[n]["shape"]): n for n in nodes}.values():
+                try:
+                    init_tensor(torch.empty((2,) * len(self.tensors[n]["shape"])), scheme, **dict(kwargs))
+                except Exception as e:  # nn.init's own message says what is wrong
+                    d = self.tensors[n]
+                    raise self._error("E020", f"init `{scheme}` cannot initialise {kind} `{d['name']}`: {e}",
+                                      d["span"], stack=d["stack"], hint="name another scheme or other arguments") from None
+            args = f"{scheme!r}" + "".join(f", {k}={_lit(v)}" for k, v in kwargs)
+            if len(nodes) == 1:
+                lines.append(f"        init_tensor({self.tensor_ref(nodes[0])}, {args})")
+                continue
+            lines += [f"        for t in map(self.{'get_parameter' if kind == 'param' else 'get_buffer'}, (",
+                      *(f"            {_str(self.tensors[n]['name'])}," for n in nodes), "        )):",
+                      f"            init_tensor(t, {args})"]
+        return lines
 
     @staticmethod
     def _attach(holder: str, key: str, value: str, local: str | None = None) -> list[str]:
@@ -597,7 +675,12 @@ class _Codegen:
         """Run the rule on a small stand-in of the module's weight (of the same rank)."""
         d = self.graph.node(n)
         with torch.device("meta"):
-            weight = eval(self.modules[n], {"nn": nn}).weight
+            module = eval(self.modules[n], {"nn": nn, **{r: sys.modules[r] for r in self.reserved}})
+        weight = getattr(module, "weight", None)
+        if weight is None:   # nn.MultiheadAttention: in_proj_weight, out_proj.weight
+            weight = next((p for name, p in module.named_parameters() if name.endswith("weight")), None)
+        if weight is None:
+            return
         try:
             if not all(isinstance(v, (bool, int, float, str)) for v in rule.kwargs.values()):
                 raise TypeError("its arguments must be numbers or strings")
@@ -619,10 +702,11 @@ class _Codegen:
         order = [n for n in g.nodes() if n in needed]
         uses = Counter(u for n in order for u in g.args(n))
         last = {u: n for n in order for u in g.args(n)}
-        keep = {o.node for o in g.outputs} | set(g.inputs.values())
+        keep = {o.node for o in g.outputs} | set(g.inputs.values()) | set(self.tensors)
         var = {n: self.params[k] for k, n in g.inputs.items()}
+        var.update((n, self.tensor_ref(n)) for n in self.tensors)   # read in place, never a local
         holders = {self.params[k]: {n} for k, n in g.inputs.items()}   # name -> live nodes it holds
-        taken = set(self.params.values()) | _LOCALS
+        taken = set(self.params.values()) | _LOCALS | self.reserved
         free, fresh, pending = [], (f"x{i}" if i else "x" for i in itertools.count()), []
         body = []   # (training only, statement)
 
@@ -644,7 +728,7 @@ class _Codegen:
             return u not in keep and uses[u] == 1 and OPS[g.node(u)["op"]].fresh_output(len(g.args(u)))
 
         for n in order:
-            if g.node(n)["op"] == "input":
+            if g.node(n)["op"] == "input" or n in self.tensors:
                 continue
             train = n not in always
             if not train:
@@ -653,8 +737,12 @@ class _Codegen:
             op = OPS[d["op"]]
             steps, mod = self.module_ref(n) if n in self.modules else ([], None)
             chain = _is_long_join(d, args)
-            expr = None if chain else op.forward(d["attrs"], [var[u] for u in args], mod,
-                                                 bool(args) and overwritable(args[0]))
+            ins = [var[u] for u in args]
+            if d["op"] in EXPANDED and any(u in self.tensors for u in args):   # [1, ...] over the batch
+                b = next(var[u] for u in args if u not in self.tensors)
+                ins = [f"{v}.expand({b}.shape[0]{', -1' * (len(g.node(u)['shape']) - 1)})" if u in self.tensors
+                       else v for u, v in zip(args, ins)]
+            expr = None if chain else op.forward(d["attrs"], ins, mod, bool(args) and overwritable(args[0]))
             released, dead = [], []
             for u in dict.fromkeys(args):
                 if last[u] == n and u not in keep:
@@ -663,7 +751,7 @@ class _Codegen:
                         released.append(var[u])
             if chain:   # a fresh accumulator: the inputs are read until the last statement
                 name = new_name()
-                body += [(train, stmt) for stmt in _long_join(d, [var[u] for u in args], name)]
+                body += [(train, stmt) for stmt in _long_join(d, ins, name)]
             elif expr in (var[u] for u in args):   # the op passes an input through
                 name = expr
                 if name in released:
@@ -690,12 +778,14 @@ class _Codegen:
         tuples = list(self.tuples())
 
         def ret(chosen, cls):
+            if self.graph.output_dict:   # `output {out, aux}`: by name
+                return "return {" + ", ".join(f"{_str(o.name)}: {var[o.node]}" for o in chosen) + "}"
             return f"return {var[chosen[0].node]}" if len(chosen) == 1 else \
                 f"return {cls}({', '.join(var[o.node] for o in chosen)})"
         if len(evals) == len(outs):
             return [f"        {ret(outs, tuples[0] if tuples else None)}"]
-        return ["        if self.training:", f"            {ret(outs, tuples[0])}",
-                f"        {ret(evals, tuples[-1])}"]
+        return ["        if self.training:", f"            {ret(outs, tuples[0] if tuples else None)}",
+                f"        {ret(evals, tuples[-1] if tuples else None)}"]
 
     @staticmethod
     def _blocks(body) -> list[str]:

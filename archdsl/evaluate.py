@@ -27,7 +27,12 @@ from .ops import ALIASES, OPS
 from .values import BlockRef, Equality, OpRef, Tensor, describe, order, show, type_name
 
 _MISSING = object()
-USER_OPS = sorted(n for n in OPS if n != "input")
+PLUGIN_HINT = "ops from Python plugins need `--plugin NAME` (`plugins=[...]` in Python)"
+
+
+def user_ops() -> list[str]:
+    """The ops a spec may call: the registry's, plugins loaded by then included."""
+    return sorted(n for n in OPS if n not in ("input", "param"))
 
 
 class _Oops(Exception):
@@ -164,12 +169,12 @@ class Evaluator:
                 return BUILTINS[name]
             if name == "params" and hasattr(self, "graph"):  # (no graph for a `--set` value)
                 return self.graph.total_params
-        pool = list(ctx.env) + (list(module.blocks) + list(module.values or ()) if module else []) + USER_OPS
+        pool = list(ctx.env) + (list(module.blocks) + list(module.values or ()) if module else []) + user_ops()
         if not callable_only:
             pool += list(BUILTINS)
         what = "op or block" if callable_only else "name"
         hint = ALIASES.get(name) if callable_only else None
-        hint = hint or did_you_mean(name, pool)
+        hint = hint or did_you_mean(name, pool) or (PLUGIN_HINT if callable_only else None)
         if module is not None and name in module.networks:
             hint = f"`{name}` is a network; only blocks can be called"
         raise ElaborationError("E010", f"unknown {what} `{name}`", span, stack=ctx.stack, hint=hint)
@@ -407,9 +412,10 @@ class Evaluator:
         if not isinstance(t, (list, tuple, str, range)):
             raise _Oops("E054", f"{describe(t)} cannot be sliced",
                         "lists, tuples, strings and ranges can be sliced (`xs[1:]`, `in.shape[-2:]`)")
-        n = len(range(len(t))[slice(*bounds)])  # the result's length, before building it
-        self.check_len(range(n))
-        self.charge(n // 8)
+        if not isinstance(t, range):  # (a range's slice is a range: nothing is copied)
+            n = len(range(len(t))[slice(*bounds)])  # the result's length, before building it
+            self.check_len(range(n))
+            self.charge(n // 8)
         return t[slice(*bounds)]
 
     def _comprehension(self, e, ctx, x):

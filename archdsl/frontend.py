@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 from .elaborate import elaborate
-from .errors import ArchError, LimitError, Limits, SpecImportError, did_you_mean
+from .errors import ArchError, ElaborationError, LimitError, Limits, SpecImportError, did_you_mean
+from .evaluate import Ctx, Evaluator
 from .ir import ArchGraph
 from .loader import Loader, library_dirs
-from .values import show
+from .syntax import Var, parse_expr
+from .values import Expr, show
 
 RECORD_VERSION = 1
 _RECORD_KEYS = {"version", "main", "files", "shown", "imports", "network", "params", "inputs", "limits",
@@ -131,6 +134,7 @@ def check_files(record: dict, *, limits: Limits | dict | None = None, main: str 
 def _front_end(loader: Loader, load, network, params: dict, inputs: dict, limits: Limits) -> ArchGraph:
     try:
         module = load()
+        params, inputs = _read_overrides(module, network, params, inputs, limits)
         graph = elaborate(module, network, params, inputs, limits, loader.sources)
     except RecursionError:  # imports nested past the Python stack (only with `--limit depth` raised)
         raise LimitError("E086", "the spec nests too deeply to load", hint="imports nest too deeply") from None
@@ -141,6 +145,51 @@ def _front_end(loader: Loader, load, network, params: dict, inputs: dict, limits
     if os.environ.get("ARCHDSL_LINT"):  # the test suite checks the IR's invariants on every elaboration
         graph.lint()
     return graph
+
+
+# ----------------------------------------------------------------------------- --set and --input values
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _read_overrides(module, network, params: dict, inputs: dict, limits: Limits):
+    """``params`` and ``inputs`` with every :class:`~archdsl.values.Expr` evaluated in the scope of
+    the loaded main file: its blocks, its top-level `let`s (and those it imports), the ops and the
+    builtins. A parameter the network does not declare is left as it is, for E012."""
+    if not any(isinstance(v, Expr) for v in (*params.values(), *inputs.values())):
+        return params, inputs
+    nets = module.networks
+    net = nets.get(network) if network is not None else list(nets.values())[-1] if nets else None
+    declared = {p.name for p in net.params} if net is not None else set()
+    ev = Evaluator(limits)
+    params = {k: _read_expr(v, module, ev, limits) if isinstance(v, Expr) and k in declared else v
+              for k, v in params.items()}
+    inputs = {k: _read_expr(v, module, ev, limits) if isinstance(v, Expr) else v for k, v in inputs.items()}
+    return params, inputs
+
+
+def _read_expr(e: Expr, module, ev: Evaluator, limits: Limits):
+    """The value of one ``--set``/``--input`` text in ``module``'s scope. A bare word that names
+    nothing there (a block, a top-level `let`, an op; builtins are not values of the spec: `max`
+    is the string "max") is its own string, and ``e.note`` hears so; any other text is an
+    expression of the language, its diagnostics shown in the file ``<--set NAME>``."""
+    file = f"<{e.what}>"
+    try:
+        node = parse_expr(e.text, file, limits=limits)
+        if isinstance(node, Var) and _WORD.fullmatch(e.text):
+            try:
+                return ev.lookup(node.name, Ctx({}, module), node.span, callable_only=True)  # (not a builtin)
+            except ElaborationError as err:
+                if err.code != "E010" or err.span != node.span:  # (not an error of the spec's own lets)
+                    raise
+            if e.note is not None:
+                e.note(f"{e.what}={e.text}: `{e.text}` names nothing in the spec; passed as the string "
+                       f"{show(e.text)}")
+            return e.text
+        return ev.ev(node, Ctx({}, module), None)
+    except ArchError as err:
+        err.sources = {file: e.text, **err.sources}
+        raise
 
 
 # ----------------------------------------------------------------------------- the loading record

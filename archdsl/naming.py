@@ -8,9 +8,13 @@ in place, their items counted in the enclosing scope. Ops the language adds itse
 join's, a dense layer's concat) are named ``op#k`` and take no position. Every name is
 used once (E030).
 
-A label is a name made of ASCII letters, digits and ``_``, with ``{expr}`` parts
-interpolating integers and names (``block{i}``); :func:`check_label` alone says which
-texts are labels.
+A label is written bare (letters, digits and ``_``: ``conv1:``, ``0:``), or quoted for
+any other characters (``"block{i}-{j}":``); ``{expr}`` parts interpolate integers and
+strings. Whatever the spelling, the final text must be a name torch takes for a module
+(``nn.Module.add_module``) and the language has not kept for itself: :func:`check_label`
+alone says which texts are labels (:data:`LABEL_RULE`). A name that collides with an
+attribute of ``nn.Module`` (``training``) is a valid label, refused only by ``compile``,
+which alone knows which names become modules.
 """
 from __future__ import annotations
 
@@ -24,11 +28,38 @@ from .loader import ModuleScope
 from .values import describe, show
 
 
+LABEL_RULE = ("a label is any printable text but `.` and `#`, not empty, no space at either end; quote one "
+              "with other characters than letters, digits and `_`: `\"block{i}-{j}\":` (`conv1:`, `0:`, `{i}:` "
+              "need none)")
+
+
+def label_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a label, or None when it can (the one naming rule: see LABEL_RULE).
+
+    torch refuses an empty name and one with `.` (the separator of module paths:
+    ``stage2.0.conv1``); `#` is kept for the names the language gives its own ops
+    (``add#1``); unprintable characters and spaces at either end would make names that
+    read alike differ."""
+    if not text:
+        return "it is empty"
+    if "." in text:
+        return "it contains `.`, which separates the scopes of a module path (`stage2.0.conv1`)"
+    if "#" in text:
+        return "it contains `#`, which names the ops archdsl adds itself (`add#1`)"
+    if not text.isprintable():
+        ch = next(c for c in text if not c.isprintable())
+        return f"it contains the unprintable character U+{ord(ch):04X}"
+    if text != text.strip():
+        return "it starts or ends with a space"
+    return None
+
+
 def check_label(text: str, span: Span, ctx: Ctx) -> str:
     """``text`` if it is a valid label, else E032 at ``span``."""
-    if not text or not all(ch.isascii() and (ch.isalnum() or ch == "_") for ch in text):
-        raise ElaborationError("E032", f"label {show(text)} is not a valid name", span, stack=ctx.stack,
-                               hint="labels use letters, digits and `_`")
+    why = label_problem(text)
+    if why is not None:
+        raise ElaborationError("E032", f"label {show(text)} is not a valid name: {why}", span, stack=ctx.stack,
+                               hint=LABEL_RULE)
     return text
 
 
@@ -38,7 +69,7 @@ class Naming:
     the span that claimed it) and ``internal`` (scope prefix + op -> the last ``#k`` given)."""
 
     def label_text(self, label: A.Label, ctx: Ctx, x) -> str:
-        """A label's text, its ``{expr}`` parts evaluated (integers and names only), checked."""
+        """A label's text, its ``{expr}`` parts evaluated (integers and strings only), checked."""
         out = []
         for part in label.parts:
             if isinstance(part, str):
@@ -46,7 +77,7 @@ class Naming:
             else:
                 v = self.ev(part, ctx, x)
                 if isinstance(v, bool) or not isinstance(v, (int, str)):
-                    raise ElaborationError("E032", f"a label can interpolate integers and names, not "
+                    raise ElaborationError("E032", f"a label can interpolate integers and strings, not "
                                            f"{describe(v)}", part.span, stack=ctx.stack)
                 out.append(str(v))
         text = "".join(out)

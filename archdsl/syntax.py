@@ -541,10 +541,10 @@ def _syntax_error(e: UnexpectedInput, parser: Lark, text: str, file: str, line0:
     if isinstance(e, UnexpectedCharacters):
         ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
         shown = repr(ch) if not ch.isprintable() or ch.isspace() else f"`{ch}`"
-        hint = None
-        if ch in "\"'":
+        hint = _label_hint(text, line, col)
+        if hint is None and ch in "\"'":
             hint = "strings must close on the line they open"
-        elif ch == ":":
+        elif hint is None and ch == ":":
             hint = "a label is a name followed by `:` at the start of an item, like `conv1: conv(64, 3)`"
         return ParseError("E001", f"unexpected character {shown}",
                           _span(file, line, col, line, col + 1, line0, col0), hint=hint)
@@ -565,6 +565,44 @@ def _syntax_error(e: UnexpectedInput, parser: Lark, text: str, file: str, line0:
     if isinstance(e, UnexpectedToken) and str(e.token.value) in KEYWORDS and "a name" in expected:
         return ParseError("E001", f"`{e.token.value}` is a reserved word", _span(
             file, line, col, line, col + width, line0, col0), hint="choose another name")
-    if expected and len(expected) <= 8:
+    label = _label_hint(text, line, col)  # (line and col count in `text` here, before the shift)
+    if label is not None:
+        hint = label
+    elif expected and len(expected) <= 8:
         hint = "expected " + (expected[0] if len(expected) == 1 else ", ".join(expected[:-1]) + " or " + expected[-1])
     return ParseError("E001", msg, _span(file, line, col, line, col + width, line0, col0), hint=hint)
+
+
+# an item's label written with characters a bare label cannot hold (`my-block:`, `a.b:`, `"a.b":`)
+_ITEM_START = re.compile(r"(?:^|->|[{;])[ \t]*")
+_LABEL_LIKE = re.compile(r'(?:"[^"\n]*"|[^\s:(){}\[\],;=<>"\'@*+/%!]+(?: [^\s:(){}\[\],;=<>"\'@*+/%!]+)*)[ \t]*:(?!=)')
+_LABEL_STARTS = {"let", "assert", "input", "output", "meta", "init", "for", "if", "else", "param", "buffer", "import",
+                 "block", "network", "inline", "tap", "return", "def", "class", "while"}
+
+
+def _label_hint(text: str, line: int, col: int) -> str | None:
+    """The hint for a syntax error inside what reads as an item's label (``my-block: conv(8, 3)``):
+    how to write that label, or why it cannot be one (the naming rule: archdsl.naming). None when
+    the error is elsewhere."""
+    lines = text.split("\n")
+    if not 1 <= line <= len(lines):
+        return None
+    source = lines[line - 1]
+    for start in _ITEM_START.finditer(source, 0, col):
+        m = _LABEL_LIKE.match(source, start.end())
+        if m is None or not m.start() < col <= m.end():
+            continue
+        label = m.group().rstrip()[:-1].rstrip()
+        if label.split(" ")[0] in _LABEL_STARTS or label.isdigit():
+            return None
+        quoted = label.startswith('"')
+        body = label[1:-1] if quoted else label
+        if "." in body:
+            return (f"a label cannot contain `.`: it separates the scopes of a module path (`stage2.0.conv1`); "
+                    f"write `\"{body.replace('.', '_')}\":`, say")
+        if quoted and "\\" in body:
+            return "a quoted label takes no escapes (`\\`); write its characters as they are"
+        if quoted:
+            return "a quoted label holds `{expr}` parts whole, without other braces: `\"block{i}-{j}\":`"
+        return f"a label with other characters than letters, digits and `_` is quoted: `\"{body}\":`"
+    return None

@@ -94,6 +94,20 @@ class OpRef(_Ref):
     depth: int = 1
 
 
+@dataclass(frozen=True)
+class Expr:
+    """A value still to be read: the text of a spec expression (``--set widths=[64, 128]``),
+    evaluated by the front end in the scope of the spec's main file once it is loaded, so it
+    may name the spec's blocks and top-level `let`s (``--set unit=bottleneck``). A bare word
+    that names nothing there is the string it spells. ``what`` is the option it came from
+    (``--set widths``), the file name its diagnostics show; ``note`` (a callable taking one
+    message, or None) hears when a bare word was taken as a string."""
+
+    text: str
+    what: str = "--set"
+    note: Any = None
+
+
 def type_name(v) -> str:
     if isinstance(v, bool):
         return "bool"

@@ -18,6 +18,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import archdsl  # noqa: E402
 from archdsl.errors import CODES  # noqa: E402
+from archdsl.values import Expr  # noqa: E402
 
 DOC = HERE.parent / "docs" / "errors.md"
 
@@ -48,6 +49,21 @@ def draws(path, **kwargs):
     return archdsl.render(path, **kwargs).pipe("svg")
 
 
+def with_plugin(name):
+    """What `--plugin NAME` does before a command reads its spec: load the plugin (here from the
+    spec's folder), then check; the plugin is forgotten afterwards."""
+    def call(path, **kwargs):
+        from archdsl import extern
+        folder = str(Path(path).parent)
+        sys.path.insert(0, folder)
+        try:
+            return archdsl.check(path, plugins=[name], **kwargs)
+        finally:
+            sys.path.remove(folder)
+            extern._unload()
+    return call
+
+
 def net(body: str, blocks: str = "") -> str:
     return f"{blocks}network t(classes = 10) {{\n    input image: [3, 32, 32]\n{body}\n}}\n"
 
@@ -55,6 +71,7 @@ def net(body: str, blocks: str = "") -> str:
 EXAMPLES = [
     Example("E001", net("    conv(8, 3,, pad=1)"), 3, 15, "unexpected `,`"),
     Example("E001", net("    conv(8, 3) -> relu ->"), 4, 1, "unexpected `}`"),
+    Example("E001", net("    my-block: conv(8, 3)"), 3, 7, "unexpected `-`"),
     Example("E002", "# \u202e hidden\n" + net("    relu"), 1, 3, "forbidden character RIGHT-TO-LEFT OVERRIDE"),
     Example("E003", b"network t() {\n  \xff\n}\n", 2, 3, "invalid UTF-8 at byte 16"),
     Example("E004", net("    let n = " + "9" * 5000), 3, 13, "number literal too long"),
@@ -62,6 +79,8 @@ EXAMPLES = [
     Example("E005", net("    let x = " + " + ".join(["1"] * 250)), 3, 13, "expression nested deeper than 200"),
     Example("E006", net("    relu"), None, None, "over the source limit of 10", {"limits": {"source": 10}}),
     Example("E010", net("    conv(8, 3) -> rleu"), 3, 19, "unknown op or block `rleu`"),
+    Example("E010", net("    relu"), 1, 5, "unknown name `clases`", {"classes": Expr("2 * clases", "--set classes")},
+            file="<--set classes>"),
     Example("E011", net("    init convv = zeros\n    relu"), 3, 5, "unknown op `convv` in init"),
     Example("E012", net("    relu"), 1, 1, "network `t` has no parameter `clases`", {"clases": 5}),
     Example("E013", net("    relu"), 1, 1, "network `t` has no input `img`", {"inputs": {"img": [3, 8, 8]}}),
@@ -79,7 +98,8 @@ EXAMPLES = [
     Example("E026", net("    init conv = kaiming\n    relu"), 3, 5, "unknown init scheme `kaiming`"),
     Example("E030", net("    a: conv(8, 1) -> a: conv(8, 1)"), 3, 25, "the name `a` is used twice"),
     Example("E031", "block b() { relu }\nblock b() { relu }\n" + net("    b()"), 2, 1, "`b` is defined twice"),
-    Example("E032", net("    layer{1.5}: relu"), 3, 11, "a label can interpolate integers and names"),
+    Example("E032", net("    layer{1.5}: relu"), 3, 11, "a label can interpolate integers and strings"),
+    Example("E032", net('    "conv#1": relu'), 3, 5, 'label "conv#1" is not a valid name: it contains `#`'),
     Example("E041", net("    conv(8, 3) -> linear(classes)"), 3, 19, "`linear` needs a vector input, got [8, 30, 30]"),
     Example("E042", net("    conv(8, 3, groups=2)"), 3, 16, "groups=2 does not divide the 3 input channels"),
     Example("E043", net("    maxpool(2, pad=2)"), 3, 16, "pad"),
@@ -92,6 +112,7 @@ EXAMPLES = [
     Example("E050", net("    let x = 1e400"), 3, 13, "too large to be finite"),
     Example("E051", net('    let x = 1 + "a"'), 3, 13, "cannot apply `+` to int 1 and string"),
     Example("E052", net("    let x = classes // 0"), 3, 13, "division by zero"),
+    Example("E052", net("    let x = [1, 2, 3][::0]"), 3, 25, "a slice step must not be zero"),
     Example("E053", net("    let f = 3\n    f(1)"), 4, 5, "`f` is int 3, not an op or block"),
     Example("E054", net("    let x = [1, 2][5]"), 3, 13, "index 5 is out of range"),
     Example("E055", net("    conv(in.channels, 1)"), 3, 10, "has no attribute `channels`"),
@@ -131,6 +152,14 @@ EXAMPLES = [
             "allocating the weights failed", {"limits": {"params": 2**49, "memory": 2**51}},   # address space
             call=lambda path, **kw: archdsl.load(path, **kw)),
     Example("E090", net("    relu"), None, None, "unknown limit `nodez`", {"limits": {"nodez": 5}}),
+    Example("E097", net("    relu"), None, None, "no plugin `no_such_plugin`", call=with_plugin("no_such_plugin")),
+    Example("E098", net("    relu"), None, None, "plugin `broken_ops` failed to load: ValueError: nope",
+            files={"broken_ops.py": "from archdsl.extern import op\n\nraise ValueError('nope')\n"},
+            call=with_plugin("broken_ops")),
+    Example("E099", net("    relu -> bad_op"), 3, 13, "failed in its shape rule: ZeroDivisionError",
+            files={"bad_ops.py": 'from archdsl.extern import Op, op\n\n\n@op\nclass Bad(Op):\n    name = "bad_op"\n\n'
+                                 '    def shape(self, a, xs):\n        return (xs[0][0] // 0,)\n'},
+            call=with_plugin("bad_ops")),
     Example("E091", net("    relu * 30"), 1, 1, "over the bounds of 10 nodes", {"max_nodes": 10}, call=draws),
     Example("E092", net("    relu"), 1, 1, "dot ran out of time: still drawing after 0.001 s", {"dot_timeout": 0.001},
             call=draws),

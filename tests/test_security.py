@@ -24,6 +24,7 @@ import pytest
 
 import archdsl
 from archdsl.errors import ArchError, Limits
+from archdsl.values import Expr
 from conftest import ROOT, code_of
 
 
@@ -67,8 +68,7 @@ ATTEMPTS = [
     "os",
     "sys.modules",
     "import os",
-    "[x for x in range(3)]",
-    "(x for x in range(3))",
+    "(x for x in range(3))",  # (a list comprehension `[x for x in range(3)]` is of the language)
     "{x: 1 for x in range(3)}",
     "a := 1",
     "*[1]",
@@ -110,7 +110,53 @@ def test_python_in_expressions_is_refused(expr):
         assert isinstance(value, str) and value == expr  # a bare word is a string, never evaluated
     except ArchError:
         pass
+    try:  # a --set value, read in the spec's scope
+        graph = archdsl.check(net("    relu", params="v = 1"), text=True, v=Expr(expr, "--set v"))
+        assert graph.params["v"] == expr  # a bare word naming nothing: its string
+    except ArchError as e:
+        assert e.code in ("E001", "E002", "E010", "E016", "E051", "E053", "E054", "E055"), (expr, e.code)
     assert not CANARY.exists(), "code ran"
+
+
+COMPREHENSION_ATTEMPTS = [
+    ("[x.__class__ for x in [1]]", "E055"),
+    ("[x.__dict__ for x in range(2)]", "E055"),
+    ("[x.__globals__ for x in [len]]", "E055"),
+    ("[c.upper for c in 'abc']", "E055"),
+    ("[x for x in len.__self__]", "E055"),
+    ("[x for x in (1).__class__.__mro__]", "E055"),
+    ("[__import__ for x in [1]]", "E010"),
+    ("[getattr(x, 'real') for x in [1]]", "E010"),
+    ("[f('x') for f in [print, open]]", "E010"),
+    ("[x for x in __builtins__]", "E010"),
+    ("[x for x in globals()]", "E010"),
+    ("[x() for x in [len]]", "E021"),
+    ("[x for x in range(3) for y in x]", "E001"),
+    ("[x := 1 for x in [1]]", "E001"),
+    ("[x for x.a in [1]]", "E001"),
+    ("[x for x[0] in [[1]]]", "E001"),
+    ("[*x for x in [[1]]]", "E001"),
+    ("[x for x in [1] if x else 0]", "E001"),
+    ("[in for in in [1]]", "E001"),
+    ("[x for x in in]", "E051"),
+    ("[x for x in conv]", "E051"),
+]
+
+
+@pytest.mark.parametrize("expr, code", COMPREHENSION_ATTEMPTS)
+def test_a_comprehension_reaches_nothing_python(expr, code):
+    """A comprehension evaluates with the language's own closed evaluator: its loop names bind
+    values of the language only, and nothing in it reaches a Python object's attributes."""
+    CANARY.unlink(missing_ok=True)
+    assert code_of(net(f"    let a = {expr}\n    relu"), text=True) == code, expr
+    assert not CANARY.exists(), "code ran"
+
+
+def test_a_comprehension_loop_name_shadows_and_vanishes():
+    ok = net("    let x = 5\n    let a = [len for len in [1, 2]]\n    let b = [x for x in [7]]\n"
+             "    assert a == [1, 2] and b == [7] and x == 5 and len(a) == 2\n    relu")
+    assert code_of(ok, text=True) == "ok"
+    assert code_of(net("    let a = [y for y in [1]]\n    let b = y\n    relu"), text=True) == "E010"
 
 
 def test_attributes_are_the_closed_tensor_set():
@@ -122,7 +168,8 @@ def test_attributes_are_the_closed_tensor_set():
         assert code_of(net(f"    let a = ({target}).__class__\n    relu"), text=True) == "E055"
 
 
-FRONT_END = ["syntax.py", "loader.py", "elaborate.py", "values.py", "frontend.py", "errors.py", "cli.py"]
+FRONT_END = ["syntax.py", "loader.py", "elaborate.py", "evaluate.py", "naming.py", "values.py", "frontend.py", "errors.py",
+             "cli.py"]
 FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__", "globals", "locals", "vars", "setattr", "delattr",
                    "breakpoint", "input"}
 ALLOWED = {("errors.py", "setattr"),  # Limits.of: the name is checked against Limits.FIELDS first

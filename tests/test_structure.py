@@ -3,14 +3,16 @@
 The layers, lowest first (a module may import its own layer and the layers below it):
 
 1. the foundation: errors, values, and the helpers files (writing outputs) and initializers;
-2. ops (the op registry, a module or the package ``archdsl/ops/``) and extern (the plugin API,
-   which adds ops to that registry);
+2. ops (the op registry, a module or the package ``archdsl/ops/``, which also knows which
+   plugins are loaded: ``ops/plugins.py``);
 3. ir (the IR every stage shares);
-4. the front end, itself in order: nodes (the AST), syntax, loader, evaluate and naming, elaborate, frontend;
+4. the front end, itself in order: nodes (the AST), syntax, loader, evaluate and naming, elaborate,
+   frontend, specwriter (a spec's text back from what elaborated it);
 4'. the back end, beside the front end and never importing it: compile, draw, analyze,
-   reference, report, zoo (each takes an ``ArchGraph``);
-5. the composition: ``archdsl/__init__.py`` (the API), cli (and ``__main__``, commands),
-   which check a spec with the front end and hand the IR to a stage.
+   reference, report, zoo (each takes an ``ArchGraph``), data (training data for a shape);
+5. the composition: ``archdsl/__init__.py`` (the API), cli (and ``__main__``, commands), extern
+   (loading plugins: importing Python the user named), train, runs and evaluation, which check a
+   spec with the front end and hand the IR to a stage.
 
 Every import counts, at the top of a file or inside a function, and so does a call of
 ``importlib.import_module`` or ``__import__`` with a constant name.
@@ -25,13 +27,13 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "archdsl"
 
 FOUNDATION = {"errors", "values", "files", "initializers"}
-FRONT_END = ["nodes", "syntax", "loader", {"evaluate", "naming"}, "elaborate", "frontend"]
-BACK_END = {"compile", "draw", "analyze", "reference", "report", "zoo"}
-COMPOSITION = {"__init__", "__main__", "cli", "commands"}
+FRONT_END = ["nodes", "syntax", "loader", {"evaluate", "naming"}, "elaborate", "frontend", "specwriter"]
+BACK_END = {"compile", "draw", "analyze", "reference", "report", "zoo", "data"}
+COMPOSITION = {"__init__", "__main__", "cli", "commands", "extern", "train", "runs", "evaluation"}
 
 # module -> (rank, side): a module may import another of rank <= its own on its side or on
 # the shared trunk (side None); the back end and the front end never import each other.
-LAYERS = {**{m: (0, None) for m in FOUNDATION}, "ops": (1, None), "extern": (1, None), "ir": (2, None)}
+LAYERS = {**{m: (0, None) for m in FOUNDATION}, "ops": (1, None), "ir": (2, None)}
 for _rank, _names in enumerate(FRONT_END, start=3):
     LAYERS.update({m: (_rank, "front") for m in ({_names} if isinstance(_names, str) else _names)})
 LAYERS.update({m: (3, "back") for m in BACK_END})
