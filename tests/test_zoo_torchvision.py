@@ -54,7 +54,7 @@ def weighted_nodes(graph) -> list[dict]:
 
 def torchvision_specs() -> set[str]:
     """Spec files in specs/ whose `meta reference` names a torchvision constructor."""
-    pattern = re.compile(r'^\s*meta\s+reference\s*=\s*"torchvision\.', re.M)
+    pattern = re.compile(r'^\s*meta\s+reference\s*=\s*"torchvision[.:]', re.M)
     return {p.stem for p in SPEC_DIR.glob("*.arch") if pattern.search(p.read_text())}
 
 
@@ -68,7 +68,7 @@ def test_table_rows_are_well_formed():
     seen = set()
     for r in ROWS:
         assert spec_path(r).is_file(), r.spec
-        assert r.reference and r.reference.startswith("torchvision.models."), r
+        assert r.reference and r.reference.startswith(("torchvision.models.", "torchvision:")), r
         assert r.id not in seen, f"duplicate row {r.id}"
         seen.add(r.id)
         assert len(r.input) == 3 and r.params > 0
@@ -96,7 +96,7 @@ def test_meta(spec):
     assert isinstance(meta.get("paper"), str) and meta["paper"]
     assert isinstance(meta.get("year"), int) and 1990 < meta["year"] < 2030
     assert meta.get("reference") == row.reference
-    name = row.reference.rpartition(".")[2]
+    name = re.split(r"[.:]", row.reference)[-1]
     if name in TOP1_REQUIRED:
         assert "top1" in meta, f"{spec} needs `meta top1`"
     if "top1" in meta:
@@ -132,7 +132,8 @@ def test_classes_and_size_parameters(row):
     graph = archdsl.check(spec_path(row), classes=10, **row.spec_params)
     ref = build_reference(row, meta=True, num_classes=10)
     assert graph.total_params == sum(p.numel() for p in ref.parameters())
-    assert all(graph.node(o.node)["shape"] == (10,) for o in graph.outputs)
+    want = (10,) if row.task == "classification" else (10, *row.input[1:])   # segmentation: per pixel
+    assert all(graph.node(o.node)["shape"] == want for o in graph.outputs)
     if row.alt_size:
         graph = archdsl.check(spec_path(row), size=row.alt_size, **row.spec_params)
         assert [graph.node(n)["shape"] for n in graph.inputs.values()] == [(row.input[0], row.alt_size, row.alt_size)]
@@ -142,6 +143,17 @@ def test_classes_and_size_parameters(row):
 # ----------------------------------------------------------------------------- parity
 
 def assert_matches(y, r, what: str) -> float:
+    """``y`` (the spec's output) equals ``r`` (the reference's) within RTOL, with the same structure:
+    a tensor, a dict compared key by key (same keys, same order: a segmentation model's ``out`` and
+    ``aux``), or a tuple compared item by item. Returns the largest relative error."""
+    if isinstance(r, dict):
+        assert isinstance(y, dict), f"{what}: the reference returns a dict of {list(r)}, the spec a {type(y).__name__}"
+        assert list(y) == list(r), f"{what}: output keys {list(y)}, the reference's {list(r)}"
+        return max(assert_matches(y[k], r[k], f"{what}, output {k!r}") for k in r)
+    if isinstance(r, tuple):
+        assert isinstance(y, tuple) and len(y) == len(r), f"{what}: {type(y).__name__} vs a {len(r)}-tuple"
+        return max(assert_matches(a, b, f"{what}, output {i}") for i, (a, b) in enumerate(zip(y, r)))
+    assert torch.is_tensor(y), f"{what}: the spec gives a {type(y).__name__}, the reference a tensor"
     assert y.shape == r.shape and y.dtype == r.dtype, f"{what}: {tuple(y.shape)} vs {tuple(r.shape)}"
     err = (y - r).abs().max().item()
     scale = r.abs().max().item()
@@ -149,18 +161,39 @@ def assert_matches(y, r, what: str) -> float:
     return err / max(scale, 1.0)
 
 
+def randomise_batchnorm(model, seed: int = 0) -> None:
+    """Random running statistics and affine parameters in every batch norm (a fresh model has mean
+    0, variance 1, scale 1, shift 0, under which confusing them, or skipping the layer, goes unseen)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.normal_(0.0, 0.2, generator=g)
+                m.running_var.uniform_(0.5, 1.5, generator=g)
+                if m.affine:
+                    m.weight.uniform_(0.5, 1.5, generator=g)
+                    m.bias.normal_(0.0, 0.2, generator=g)
+
+
 @pytest.mark.parametrize("row", ROWS, ids=IDS)
 def test_parity(row, record_property):
+    """Strict state_dict load of the reference (random weights and batch-norm statistics), then the
+    same outputs in eval at the default size and at ``alt_size``. The spec is compiled at each size
+    (``size=``): a shape-specialised model (DeepLab's upsampling to the input) is only valid at the
+    size it was checked for. The second one is built on the meta device and takes the reference's
+    tensors (``assign``), so it costs no initialisation."""
     pytest.importorskip("archdsl.compile")
     ref = build_reference(row).eval()
-    model = archdsl.load(spec_path(row), **row.spec_params).eval()
-    model.load_state_dict(ref.state_dict(), strict=True)
-    for size in [row.input[1]] + ([row.alt_size] if row.alt_size else []):
+    randomise_batchnorm(ref)
+    state = ref.state_dict()
+    for i, size in enumerate([row.input[1]] + ([row.alt_size] if row.alt_size else [])):
+        params = row.spec_params if i == 0 else {**row.spec_params, "size": size}
+        model = archdsl.load(spec_path(row), device=None if i == 0 else "meta", **params).eval()
+        model.load_state_dict(state, strict=True, assign=i > 0)
         torch.manual_seed(0)
         x = torch.randn(1, row.input[0], size, size)
         with torch.inference_mode():
             y, r = model(x), ref(x)
-        assert torch.is_tensor(y), f"eval output of {row.id} is {type(y).__name__}, not a tensor"
         rel = assert_matches(y, r, f"{row.id} at {size}")
         record_property(f"rel_err_{size}", rel)
         print(f"parity {row.id} {size}x{size}: max relative error {rel:.3g}")

@@ -9,13 +9,16 @@
                  builds it, or None where there is no runnable reference.
 ``ref_kwargs``   constructor arguments as ``meta reference_args`` would give them; the resolver
                  adds ``weights=None`` itself (``{"aux_logits": False, "init_weights": True}``).
-``params``       trainable parameters of the reference built with ``ref_kwargs`` (1000 classes);
+``params``       trainable parameters of the reference built with ``ref_kwargs`` (its default classes);
                  the spec's ``graph.total_params`` must equal it.
 ``input``        the spec's default input shape, batch excluded: (C, H, W).
 ``alt_size``     a second square input size for the parity check (the spec's ``size`` parameter),
                  or None: fixed-size heads, nets too slow for CI, or a training-only branch that
                  does not fit smaller inputs.
 ``spec_params``  network parameters passed to ``archdsl.check`` / ``archdsl.load`` ({"aux": False}).
+``task``         "classification" (outputs are class scores, ``[classes]``) or "segmentation"
+                 (outputs are per-pixel scores at the input resolution, ``[classes, H, W]``, returned
+                 by name in a dict as the reference returns them, compared key by key).
 
 Conventions of the specs these rows describe: ``meta reference`` names the model (as
 ``reference``), ``meta year`` is the year the paper first appeared (arXiv where it did),
@@ -36,6 +39,7 @@ class ZooRow:
     input: tuple = (3, 224, 224)
     alt_size: int | None = None
     spec_params: dict = field(default_factory=dict)
+    task: str = "classification"
 
     @property
     def id(self) -> str:
@@ -83,4 +87,12 @@ ROWS: list[ZooRow] = [
     _tv("densenet201", 20_013_928, alt_size=None),
     _tv("squeezenet1_0", 1_248_424),
     _tv("squeezenet1_1", 1_235_496),
+    # ViT-B/16: the position embedding has one entry per patch, so the weights depend on the input
+    # size and the second size is a row of its own: size=112 is vit_b_16(image_size=112).
+    ZooRow("vit_b_16", "torchvision:vit_b_16", {}, 86_567_656),
+    ZooRow("vit_b_16", "torchvision:vit_b_16", {"image_size": 112}, 86_454_760, input=(3, 112, 112),
+           spec_params={"size": 112}),
+    # Segmentation: 21 classes (Pascal VOC's), outputs `out` and `aux` at the input resolution.
+    ZooRow("deeplabv3_resnet50", "torchvision:deeplabv3_resnet50", {"aux_loss": True}, 42_004_074, alt_size=160,
+           task="segmentation"),
 ]
