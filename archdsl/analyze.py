@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from .errors import ArchError, Span
 from .files import write_atomic
-from .ir import ArchGraph
+from .ir import ArchGraph, is_tensor_decl
 from .ops import OPS
 from .report import fmt_count, fmt_shape, plain, printable
 from .values import BlockRef, OpRef, Tensor, describe, show, type_name
@@ -309,13 +309,14 @@ def summary(graph: ArchGraph, batch: int = 1, dtype: str = "fp32", depth: int | 
         categories[op.category] = categories.get(op.category, 0) + 1
         if op.elementwise and n in inference:
             elementwise += numel * (len(args) - 1 if op.arity is None else 1)  # a join of k: k - 1 each
-        kept.update(owner[u] for u in args if op.keeps == "input")
+        kept.update(owner[u] for u in args if op.keeps == "input" and not is_tensor_decl(graph.table[u]))
         if op.keeps == "output":
             kept.add(owner[n])
         indices += numel if op.category == "pool" and op.keeps == "input" else 0  # max pools' argmax
+        allocated = owner[n] == n and not is_tensor_decl(d)   # a param or buffer is a weight, not an activation
         rows.append(Row(d["name"], op.label(d["attrs"]), tuple(shape), d["params"],
                         op.macs(d["attrs"], [graph.table[u]["shape"] for u in args], shape),
-                        numel * size * batch if owner[n] == n else 0, n not in inference))
+                        numel * size * batch if allocated else 0, n not in inference))
     used = [r for r in rows if not r.train_only]
     model = (graph.total_params + graph.total_buffers) * size
     grads = graph.total_params * size

@@ -20,7 +20,9 @@ the fold), fold into one stacked box "bottleneck ×5" with "5 × 1.12M = 5.59M p
 ``unroll`` draws each copy. Inside a cluster, names are relative to its title's path; a
 cluster around a single thing is left out.
 
-Joins are small circles (+ add, ∥ concat, μ mean, × mul). An input of a join that is an
+Joins are small circles (+ add, ∥ concat, μ mean, × mul, − sub, @ matmul, ⊞ stack, attn
+sdpa); a ``param`` or ``buffer`` is a note-shaped box (dashed for a buffer) with its name and
+shape, its edge going into the join that takes it. An input of a join that is an
 ancestor of another of its inputs (an identity shortcut, a dense connection, a long
 ``@name`` skip) is dashed and leaves the layout alone (``constraint=false``); taps are
 dotted side branches to "aux1 (training only)" outputs. Fill colours mark op categories,
@@ -61,8 +63,9 @@ from .ops import OPS
 
 CATEGORIES = {"conv": "#3799d1", "linear": "#ad8ecf", "pool": "#39b7b5", "join": "#f6978e",
               "norm": "#9dc78d", "reshape": "#dfc38f", "regularize": "#aedbcb", "io": "#e8dea4",
-              "activation": "#fce0c9", "other": "#f3f3f3"}
-JOIN_SYMBOLS = {"add": "+", "concat": "∥", "mean": "μ", "mul": "×"}
+              "activation": "#fce0c9", "param": "#f8e6f1", "other": "#f3f3f3"}
+JOIN_SYMBOLS = {"add": "+", "concat": "∥", "mean": "μ", "mul": "×", "sub": "−", "matmul": "@", "stack": "⊞",
+                "sdpa": "attn"}
 EDGES = {  # kind -> (attributes, legend); when edges merge into one, the earlier kind wins
     "fail": ({"color": "#d7191c", "penwidth": "2"}, None),
     "main": ({}, None),
@@ -482,10 +485,17 @@ class _Drawing:
                      if a.get(k) and any(x != 1 for x in a[k])]
             notes += [f"drop {a['drop_path']:g}"] if a.get("drop_path") else []
             notes += [_shape(d["shape"])] if op.name == "concat" else []
-            attrs.update(shape="circle", label=JOIN_SYMBOLS.get(op.name, op.name), width="0.3", fixedsize="true",
-                         fontsize="13")
+            symbol = JOIN_SYMBOLS.get(op.name, op.name)
+            attrs.update(shape="circle", label=symbol, width="0.3", fixedsize="true",
+                         fontsize="13" if len(symbol) == 1 else "7")
             return {**attrs, "xlabel": f"<{_small(html.escape(' · '.join(notes)))}>"} if notes else attrs
         name = self._rel(d["name"], container)
+        if op.name == "param":   # a declared tensor: a note beside the join it enters
+            kind = d["attrs"]["kind"]
+            info = _shape(d["shape"]) + (f" · {_num(d['params'])} params" if d["params"] else " · buffer")
+            return {"fillcolor": attrs["fillcolor"], "tooltip": d["name"], "shape": "note",
+                    "style": "filled,dashed" if kind == "buffer" else "filled",
+                    "label": f"<<b>{html.escape(name)}</b> {kind}<br/>{_small(info)}>"}
         parts = [] if name.isdigit() or "#" in name else [f"<b>{html.escape(name)}</b>"]
         head = " ".join(parts + ([] if op.name == "input" else [html.escape(op.label(d["attrs"]))]))
         info = _shape(d["shape"]) + (f" · {_num(d['params'])} params" if d["params"] else "")

@@ -15,13 +15,22 @@ from dataclasses import replace
 
 from . import syntax as A
 from .errors import AssertionFailed, ElaborationError, Frame, LimitError, Limits, ShapeError, Span, did_you_mean
-from .evaluate import BUILTINS, USER_OPS, Ctx, Evaluator, _count, _TooDeep  # noqa: F401 (BUILTINS: re-exported)
+from .evaluate import BUILTINS, Ctx, Evaluator, _count, _TooDeep, user_ops  # noqa: F401 (BUILTINS: re-exported)
 from .initializers import SCHEMES
-from .ir import ArchGraph, InitRule, OutputSpec, Scope
+from .ir import ArchGraph, InitRule, OutputSpec, Scope, is_tensor_decl
 from .loader import ModuleScope
 from .naming import Naming
 from .ops import OPS, BadArgument, ShapeProblem
+from .ops.tensor import line_up
+from .ops.base import dim_of
+from .ops.layout import Variadic
 from .values import BlockRef, OpRef, Tensor, describe, escape, show
+
+
+_JOIN_OPTIONS = ("when", "split", "split_dim")  # what every join takes besides its op's parameters
+
+
+MAX_DECL_RANK = 8   # dims a param or buffer may have
 
 
 class Elaborator(Naming, Evaluator):
@@ -75,15 +84,20 @@ class Elaborator(Naming, Evaluator):
         if self.outputs_stmt is None:
             if x is None:
                 raise ElaborationError("E014", "the network produces no tensor", net.span)
+            self._not_declared(x, "the network's result", net.span)
             g.outputs.append(OutputSpec("out", x.node))
             g.outputs += [OutputSpec(k, t.node, train) for k, (t, train) in self.taps.items()]
             return
+        g.output_dict = self.outputs_stmt.as_dict
         for name, span in self.outputs_stmt.names:
             v = ctx.env.get(name)
             if not isinstance(v, Tensor):
                 raise ElaborationError("E015", f"output `{name}` is not a named tensor or tap", span,
                                        hint=did_you_mean(name, [k for k, v in ctx.env.items() if isinstance(v, Tensor)])
                                        or "name a tensor with `name = chain` or a tap with `name: tap ...`")
+            self._not_declared(v, f"output `{name}`", span)
+            if any(o.name == name for o in g.outputs):
+                raise ElaborationError("E015", f"output `{name}` is given twice", span, hint="name each output once")
             train = self.taps.get(name, (None, False))[1]
             g.outputs.append(OutputSpec(name, v.node, train))
         if all(o.train_only for o in g.outputs):
@@ -137,7 +151,10 @@ class Elaborator(Naming, Evaluator):
             return x
         if kind is A.Meta:
             self.graph.meta[s.name] = self.ev(s.value, ctx, x)
+            self.graph.meta_spans[s.name] = s.span
             return x
+        if kind is A.TensorDecl:
+            return self.tensor_decl(s, ctx, x)
         if kind is A.Init:
             self.init_rule(s, ctx, x)
             return x
@@ -217,24 +234,75 @@ class Elaborator(Naming, Evaluator):
         ctx.env[name] = node
         return node
 
+    def _not_declared(self, t: Tensor, what: str, span: Span) -> None:
+        """E015 where an output would be a param or buffer (it has no batch dimension)."""
+        d = self.graph.table[t.node]
+        if is_tensor_decl(d):
+            raise ElaborationError("E015", f"{what} is the {d['attrs']['kind']} `{d['name']}`, not an activation",
+                                   span, hint="output what a join of it with the input computes: "
+                                              "`add { {}; @pos }`, `concat { @token; {} }`")
+
+    def tensor_decl(self, s: A.TensorDecl, ctx: Ctx, x):
+        """``param NAME: [shape] = scheme(args)`` or ``buffer ...``: a node of op ``param`` at the
+        scope's path (``encoder.pos_embedding``), bound in the scope as a tensor that joins take
+        (``@pos_embedding``); ``shape`` is the registered tensor's, zeros when no scheme is named."""
+        label = self.label_text(s.label, ctx, x)
+        value = self.ev(s.shape, ctx, x)
+        if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_DECL_RANK or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+            raise ShapeError("E094", f"the shape of {s.kind} `{label}` must be a list of 1 to {MAX_DECL_RANK} "
+                             f"positive integers, got {show(value)}", s.shape.span, stack=ctx.stack,
+                             hint="the registered tensor's exact shape: [1, 1, 768] for a class "
+                                  "token, [C, 1, 1] for a per-channel scale")
+        shape = tuple(value)
+        self._check_numel(shape, s.span, ctx)
+        scheme = s.scheme or "zeros"
+        if scheme not in SCHEMES or scheme == "default":
+            schemes = [k for k in SCHEMES if k != "default"]
+            raise ElaborationError("E026", f"unknown init scheme `{scheme}`" if scheme != "default" else
+                                   f"a {s.kind} has no `default` initialisation of its own", s.span, stack=ctx.stack,
+                                   hint=did_you_mean(scheme, schemes) or f"schemes: {', '.join(schemes)}")
+        kwargs = self.scheme_kwargs(scheme, s.args, ctx, x, plain=True)
+        if scheme.startswith(("kaiming", "xavier")) and len(shape) < 2:
+            raise ElaborationError("E020", f"init `{scheme}` needs a tensor of 2 or more dims (it reads fan-in and "
+                                   f"fan-out), and {s.kind} `{label}` is {list(shape)}", s.span, stack=ctx.stack,
+                                   hint="use normal(std=...), trunc_normal(std=...) or uniform(a, b)")
+        attrs = {"kind": s.kind, "shape": shape, "scheme": scheme, "kwargs": kwargs}
+        t = self.add_node("param", attrs, [], ctx.prefix + label, s.span, ctx, shape=shape)
+        self.graph.table[t.node]["batched"] = False
+        ctx.env[label] = t
+        return x
+
+    def scheme_kwargs(self, scheme: str, args: list, ctx: Ctx, x, plain: bool = False) -> dict:
+        """An init scheme's keyword arguments, defaults filled in; ``plain``: each a finite number,
+        a bool or a string (what generated code can write)."""
+        allowed = SCHEMES[scheme]
+        kwargs = dict(allowed)
+        for i, a in enumerate(args):
+            v = self.ev(a.value, ctx, x)
+            key = a.name if a.name is not None else (list(allowed)[i] if i < len(allowed) else None)
+            if key not in allowed:
+                raise ElaborationError("E022", f"init scheme `{scheme}` has no parameter "
+                                       f"`{a.name if a.name else f'#{i + 1}'}`", a.span, stack=ctx.stack,
+                                       hint=f"its parameters are: {', '.join(allowed) or 'none'}")
+            if plain and not isinstance(v, (bool, int, float, str)):
+                raise ElaborationError("E020", f"`{key}` of init `{scheme}` must be a number, got {describe(v)}",
+                                       a.span, stack=ctx.stack)
+            if plain and isinstance(v, float) and not math.isfinite(v):
+                raise ElaborationError("E050", f"`{key}` of init `{scheme}` must be finite, got {show(v)}",
+                                       a.span, stack=ctx.stack)
+            kwargs[key] = v
+        return kwargs
+
     def init_rule(self, s: A.Init, ctx: Ctx, x) -> None:
         if s.scheme not in SCHEMES:
             raise ElaborationError("E026", f"unknown init scheme `{s.scheme}`", s.span,
                                    hint=did_you_mean(s.scheme, SCHEMES) or f"schemes: {', '.join(SCHEMES)}")
         if not s.is_pattern and s.target not in OPS:
             raise ElaborationError("E011", f"unknown op `{s.target}` in init", s.span,
-                                   hint=did_you_mean(s.target, USER_OPS) or
+                                   hint=did_you_mean(s.target, user_ops()) or
                                    'to match op names, give a pattern in quotes: init "*.bn3" = zeros')
-        allowed = SCHEMES[s.scheme]
-        kwargs = dict(allowed)
-        for i, a in enumerate(s.args):
-            v = self.ev(a.value, ctx, x)
-            key = a.name if a.name is not None else (list(allowed)[i] if i < len(allowed) else None)
-            if key not in allowed:
-                raise ElaborationError("E022", f"init scheme `{s.scheme}` has no parameter "
-                                       f"`{a.name if a.name else f'#{i + 1}'}`", a.span,
-                                       hint=f"its parameters are: {', '.join(allowed) or 'none'}")
-            kwargs[key] = v
+        kwargs = self.scheme_kwargs(s.scheme, s.args, ctx, x)
         self.graph.init.append(InitRule(s.target, s.is_pattern, s.scheme, kwargs, s.span))
 
     # ------------------------------------------------------------------ items
@@ -338,7 +406,7 @@ class Elaborator(Naming, Evaluator):
         op = OPS[ref.op]
         if op.arity == 0 or op.arity is None:
             raise ElaborationError("E011", f"`{ref.op}` cannot be called as an op", c.span, stack=ctx.stack,
-                                   hint="joins take branches: `concat { a; b }`" if op.arity is None else None)
+                                   hint=None if op.arity == 0 else f"`{ref.op}` is a join: write `{ref.op} {{ a; b }}`")
         if x is None:
             raise ElaborationError("E016", f"nothing flows into `{c.name}`", c.span, stack=ctx.stack,
                                    hint="a network starts with `input name: [C, H, W]`")
@@ -347,8 +415,16 @@ class Elaborator(Naming, Evaluator):
         for k, v, _ in args:
             if k is not None:
                 kw[k] = v
-        spans = {**{i: s for i, (k, _, s) in enumerate((a for a in args if a[0] is None), len(ref.args))},
-                 **{k: s for k, _, s in args if k is not None}}
+        spans = {}
+        for i, (_, _, s) in enumerate((a for a in args if a[0] is None), len(ref.args)):
+            spans[i] = s  # by index (BadArgument's `where`) and by name (ShapeProblem's `arg`)
+            if i < len(op.params):
+                spans[op.params[i].name] = s
+        given = [s for k, _, s in args if k is None]
+        if isinstance(op, Variadic) and len(given) > 1 and not ref.args:  # `permute(1, 2, 0)`: one argument
+            first, last = given[0], given[-1]
+            spans[op.params[0].name] = Span(first.file, first.line, first.col, last.end_line, last.end_col)
+        spans.update({k: s for k, _, s in args if k is not None})
         try:
             attrs = op.bind(pos, kw)
         except BadArgument as e:
@@ -364,9 +440,14 @@ class Elaborator(Naming, Evaluator):
             raise LimitError("E085", f"block calls nested deeper than {self.limits.depth} (in `{block.name}`)",
                              c.span, stack=ctx.stack[-6:], hint="a recursive block needs a base case; "
                              "raise the limit with `--limit depth=N` if this is intended")
-        name = self.next_name(ctx, label)
         frame = Frame(block.name, c.span)
-        inner = self.open_scope(ctx, name, "block", block.name, c.span, module=module, frame=frame)
+        spread = block.inline and label is None
+        if spread:  # an inline block: own variables and a frame, but its items are named in the caller's scope
+            inner = Ctx({}, module, ctx.prefix, ctx.counter, ctx.scope, ctx.stack + (frame,), ctx.depth + 1,
+                        ctx.tap, ctx.repeat_tag)
+        else:
+            inner = self.open_scope(ctx, self.next_name(ctx, label), "block", block.name, c.span,
+                                    module=module, frame=frame)
         pos = list(ref.args) + [(v, s) for k, v, s in args if k is None]
         kw = dict(ref.kwargs)
         kw_spans = {}
@@ -400,8 +481,9 @@ class Elaborator(Naming, Evaluator):
             else:
                 raise ElaborationError("E023", f"block `{block.name}` needs `{p.name}`", c.span, stack=ctx.stack,
                                        hint=f"signature: {block.name}({', '.join(names)})")
-        self.graph.scopes[inner.scope].args = {k: v for k, v in inner.env.items()
-                                               if isinstance(v, (int, float, str, bool))}
+        if not spread:
+            self.graph.scopes[inner.scope].args = {k: v for k, v in inner.env.items()
+                                                   if isinstance(v, (int, float, str, bool))}
         if x is None:
             raise ElaborationError("E016", f"nothing flows into block `{block.name}`", c.span, stack=ctx.stack)
         y = self.body(block.body, inner, x)
@@ -436,8 +518,9 @@ class Elaborator(Naming, Evaluator):
             self.bind_targets(s, value, ctx)
             saved = ctx.repeat_tag
 
-            def thunk(xx, i=i):
+            def thunk(xx, i=i, value=value):
                 ctx.repeat_tag = (gid, i, len(seq))
+                self.bind_targets(s, value, ctx)  # again: a split join takes every thunk before it runs one
                 try:
                     return self.body(s.body, ctx, xx)
                 finally:
@@ -454,10 +537,18 @@ class Elaborator(Naming, Evaluator):
                 raise ElaborationError("E021", f"`{j.kind}` takes keyword arguments only", a.span, stack=ctx.stack,
                                        hint="e.g. `add(scale=[1, 0.17]) { ... }`")
             kw[a.name] = (self.ev(a.value, ctx, ctx.inn), a.span)
+        when = kw.pop("when", None)
+        split = {k: kw.pop(k) for k in ("split", "split_dim") if k in kw}
+        self._join_rules(j, split, ctx)
+        if split.get("split", (None,))[0] is False:
+            split = {}
+        if when is not None and not self._when(when, ctx):
+            return self._first_branch(j, ctx, x)
         if j.kind == "dense":
             if kw:
                 name = next(iter(kw))
-                raise ElaborationError("E022", "`dense` takes no arguments", kw[name][1], stack=ctx.stack)
+                raise ElaborationError("E022", "`dense` takes no arguments but `when=`", kw[name][1],
+                                       stack=ctx.stack)
             return self.dense(j, ctx, x)
         start = self.next_id  # every node made inside this join has a larger id
         outs, spans = [], []
@@ -468,30 +559,132 @@ class Elaborator(Naming, Evaluator):
             kw = self._residual_args(kw, ctx)
         else:
             kind = j.kind
-            for thunk, span in self.branches(j.body, ctx, x):
-                y = thunk(x)
-                outs.append(x if y is None else y)
-                spans.append(span)
+            if split:
+                outs, spans = self._split_branches(j, split, ctx, x)
+            else:
+                for thunk, span in self.branches(j.body, ctx, x):
+                    y = thunk(x)
+                    outs.append(x if y is None else y)
+                    spans.append(span)
             if not outs:
                 raise ElaborationError("E048", f"`{kind}` has no branches", j.span, stack=ctx.stack)
+            self._one_branch(j, ctx)
         op = OPS[kind]
         try:
             attrs = op.bind([], {k: v for k, (v, _) in kw.items()})
         except BadArgument as e:
+            hint = e.hint
+            if e.code == "E022" and isinstance(e.where, str):
+                hint = did_you_mean(e.where, [p.name for p in op.params] + list(_JOIN_OPTIONS)) or hint
             raise ElaborationError(e.code, e.message, kw.get(e.where, (None, j.span))[1], stack=ctx.stack,
-                                   hint=e.hint) from None
+                                   hint=hint) from None
         if kind == "mean":
             outs = self._merge_means(outs, attrs, start)
         notes = [f"branch {i} (line {s.line}) gives {list(t.shape)}" for i, (t, s) in enumerate(zip(outs, spans), 1)
                  if i <= 16] + ([f"... and {len(outs) - 16} more branches"] if len(outs) > 16 else [])
-        return self.add_node(kind, attrs, outs, self.internal_name(ctx, kind), j.span, ctx, notes=notes)
+        return self.add_node(kind, attrs, outs, self.internal_name(ctx, kind), j.span, ctx, notes=notes,
+                             arg_spans={k: s for k, (_, s) in kw.items()})
+
+    def _join_rules(self, j: A.Join, split: dict, ctx: Ctx) -> None:
+        """Where a split may be asked for, whatever ``when`` says."""
+        if split and j.kind in ("dense", "residual"):
+            what = "its body sees" if j.kind == "residual" else "every layer sees"
+            raise ElaborationError("E022", f"`{j.kind}` cannot split its input: {what} all of it",
+                                   next(iter(split.values()))[1], stack=ctx.stack,
+                                   hint="the other joins split: `concat(split=true) { {}; conv(in.c, 3, pad=1) }`")
+        if "split_dim" in split and "split" not in split:
+            raise ElaborationError("E023", "`split_dim` is given without `split`", split["split_dim"][1],
+                                   stack=ctx.stack, hint="add `split=true` (equal parts) or `split=[a, b, ...]`")
+
+    def _one_branch(self, j: A.Join, ctx: Ctx) -> None:
+        """E048 for a join of one branch written out (a loop that runs once is fine); checked once
+        the branches are elaborated, so an error inside one comes first."""
+        written = [s for s in j.body if not isinstance(s, (A.Let, A.Assert, A.Meta, A.Init))]
+        if len(written) == 1 and not isinstance(written[0], A.For):
+            raise ElaborationError("E048", f"`{j.kind}` has one branch", j.span, stack=ctx.stack,
+                                   hint=f"a join combines two or more branches, one per statement; `{{}}` is the "
+                                        f"identity branch (`{j.kind} {{ {{}}; ... }}`), and `residual {{ ... }}` "
+                                        "adds the input back to its body")
+
+    def _when(self, when: tuple, ctx: Ctx) -> bool:
+        v, span = when
+        if not isinstance(v, bool):
+            raise ElaborationError("E051", f"`when` must be true or false, got {describe(v)}", span,
+                                   stack=ctx.stack, hint="compare: `when = in.c == c`, `when = stride == 1`")
+        return v
+
+    def _first_branch(self, j: A.Join, ctx: Ctx, x):
+        """A join whose ``when`` is false: its first branch alone, on the whole input (a residual's
+        body alone); the other branches are not elaborated."""
+        if j.kind == "residual":
+            y = self.body(j.body, ctx, x)
+            return x if y is None else y
+        for thunk, _ in self.branches(j.body, ctx, x):
+            y = thunk(x)
+            if j.kind != "dense":
+                self._one_branch(j, ctx)
+            return x if y is None else y
+        raise ElaborationError("E048", f"`{j.kind}` has no {'layers' if j.kind == 'dense' else 'branches'}", j.span,
+                               stack=ctx.stack)
+
+    def _split_branches(self, j: A.Join, split: dict, ctx: Ctx, x: Tensor):
+        """The branches of a split join, each run on its part of the input: a ``narrow`` view along
+        ``split_dim``, as ``x.split(...)``."""
+        thunks = list(self.branches(j.body, ctx, x))  # the count first: equal parts need it
+        if not thunks:
+            raise ElaborationError("E048", f"`{j.kind}` has no branches", j.span, stack=ctx.stack)
+        value, span = split["split"]
+        dim, dim_span = split.get("split_dim", (0, span))
+        shape_notes = [f"input shape: {list(x.shape)}"]
+        if isinstance(dim, bool) or not isinstance(dim, int):
+            raise ElaborationError("E020", f"`split_dim` must be an integer, got {describe(dim)}", dim_span,
+                                   stack=ctx.stack)
+        try:
+            d = dim_of(dim, x.shape, "split_dim")
+        except ShapeProblem as p:
+            raise ShapeError(p.code, p.message, dim_span, stack=ctx.stack, notes=shape_notes, hint=p.hint) from None
+        size, n = x.shape[d], len(thunks)
+        if value is True:
+            if size % n:
+                raise ShapeError("E044", f"`split=true` cannot cut dim {dim} of size {size} into {n} equal parts",
+                                 span, stack=ctx.stack, notes=shape_notes,
+                                 hint=f"give the sizes, one per branch, adding up to {size}: `split=[...]`")
+            sizes = [size // n] * n
+        elif isinstance(value, (list, tuple)) and value and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            sizes = list(value)
+            if len(sizes) != n:
+                raise ElaborationError("E046", f"`split` has {len(sizes)} size{'s' if len(sizes) != 1 else ''} "
+                                       f"for {n} branch{'es' if n != 1 else ''}", span, stack=ctx.stack,
+                                       hint="give one size per branch")
+            if min(sizes) <= 0:
+                raise ElaborationError("E024", f"split sizes must be positive, got {show(value)}", span,
+                                       stack=ctx.stack)
+            if sum(sizes) != size:
+                raise ShapeError("E044", f"split sizes {show(value)} add up to {sum(sizes)}, but dim {dim} has size "
+                                 f"{size}", span, stack=ctx.stack, notes=shape_notes,
+                                 hint=f"the sizes must add up to {size}")
+        else:
+            raise ElaborationError("E020", f"`split` must be true or a list of sizes, got {describe(value)}", span,
+                                   stack=ctx.stack, hint="`split=true` cuts equal parts; `split=[3, 4]` gives sizes")
+        outs, spans, at = [], [], 0
+        for (thunk, branch_span), k in zip(thunks, sizes):
+            part = x if k == size else self.add_node(
+                "narrow", OPS["narrow"].bind([], {"dim": dim, "start": at, "length": k}), [x],
+                self.internal_name(ctx, "narrow"), span, ctx)
+            at += k
+            y = thunk(part)
+            outs.append(part if y is None else y)
+            spans.append(branch_span)
+        return outs, spans
 
     def _residual_args(self, kw, ctx):
         out = {}
         for k, (v, span) in kw.items():
             if k not in ("scale", "survival"):
                 raise ElaborationError("E022", f"`residual` has no parameter `{k}`", span, stack=ctx.stack,
-                                       hint=did_you_mean(k, ["scale", "survival"]) or "it takes scale= and survival=")
+                                       hint=did_you_mean(k, ["scale", "survival", "when"]) or
+                                       "it takes scale=, survival= and when=")
             out[k] = ([v, 1.0], span)
         return out
 
@@ -539,6 +732,9 @@ class Elaborator(Naming, Evaluator):
         shapes = [t.shape for t in inputs]
         if shape is None:
             try:
+                decls = [g.table[t.node] if is_tensor_decl(g.table[t.node]) else None for t in inputs]
+                if any(decls):   # params and buffers lined up with the activations they join
+                    shapes = line_up(op, attrs, shapes, decls)
                 shape = op.shape(attrs, shapes)
             except ShapeProblem as p:
                 err = ShapeError(p.code, p.message, (arg_spans or {}).get(p.arg, span), stack=ctx.stack,
@@ -585,7 +781,8 @@ _NESTING_WORDS = {
     A.ListExpr: "lists", A.TupleExpr: "tuples", A.DictExpr: "dicts", A.Unary: "unary minuses (`-x`)",
     A.Not: "`not`s", A.BoolOp: "`and`s and `or`s", A.Ternary: "conditional expressions (`a if c else b`)",
     A.Compare: "comparisons", A.Binary: "arithmetic operators", A.CallExpr: "calls (`f(...)`)",
-    A.Index: "indexings (`a[i]`)", A.Attr: "attribute reads (`a.c`)",
+    A.Index: "indexings (`a[i]`)", A.Attr: "attribute reads (`a.c`)", A.Slice: "slices (`a[i:j]`)",
+    A.Comprehension: "list comprehensions",
 }
 
 

@@ -162,7 +162,7 @@ class Evaluator:
             if name in module.blocks:
                 block, home = module.blocks[name]
                 return BlockRef(block, module=home)
-        if name in OPS and name != "input":
+        if name in OPS and name not in ("input", "param"):
             return OpRef(name)
         if not callable_only:
             if name in BUILTINS:

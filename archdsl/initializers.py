@@ -4,10 +4,11 @@
 read by the elaborator (to check specs without torch) and by the compiler.
 
 ``init_weights`` applies one scheme to one module: the scheme fills the weight and
-any bias is zeroed (every scheme but ``default``, which keeps PyTorch's own
+any bias is zeroed (an attention layer's projections likewise) (every scheme but ``default``, which keeps PyTorch's own
 initialisation). ``constant`` / ``zeros`` / ``ones`` on a norm layer thus set its
 scale and zero its shift: ``init "*.bn3" = zeros`` zero-inits each residual branch.
-The compiler pastes this function's source into the generated model, so a
+``init_tensor`` fills one tensor (a weight, or a declared ``param``/``buffer``).
+The compiler pastes these functions' source into the generated model, so a
 standalone export initialises exactly as the compiled model does.
 """
 from __future__ import annotations
@@ -27,19 +28,35 @@ SCHEMES: dict[str, dict] = {
 }
 
 
+def init_tensor(t, scheme: str, **kwargs) -> None:
+    """Fill tensor ``t`` in place with ``scheme`` (a name of SCHEMES but ``default``)."""
+    from torch.nn import init
+    if scheme in ("zeros", "ones", "constant"):
+        init.constant_(t, {"zeros": 0.0, "ones": 1.0}.get(scheme, kwargs.get("value")))
+    else:
+        getattr(init, scheme + "_")(t, **kwargs)
+
+
 def init_weights(m, scheme: str, **kwargs) -> None:
-    """Initialise module ``m``'s weight with ``scheme`` and zero its bias (``default``: leave both)."""
+    """Initialise module ``m``'s weights with ``scheme`` and zero its biases (``default``: leave
+    them): its ``weight`` and ``bias``, or an ``nn.MultiheadAttention``'s input projection
+    (``in_proj_weight``, or ``q/k/v_proj_weight`` where key and value sizes differ) and output
+    projection (``out_proj.weight``), each filled on its own, and both biases."""
     from torch.nn import init
     if scheme == "default":
         return
-    weight, bias = getattr(m, "weight", None), getattr(m, "bias", None)
-    if weight is not None:
-        if scheme in ("zeros", "ones", "constant"):
-            init.constant_(weight, {"zeros": 0.0, "ones": 1.0}.get(scheme, kwargs.get("value")))
-        else:
-            getattr(init, scheme + "_")(weight, **kwargs)
-    if bias is not None:
-        init.zeros_(bias)
+    proj = getattr(m, "out_proj", None)
+    if proj is not None and hasattr(m, "in_proj_weight"):
+        weights = [m.in_proj_weight, m.q_proj_weight, m.k_proj_weight, m.v_proj_weight, proj.weight]
+        biases = [m.in_proj_bias, proj.bias]
+    else:
+        weights, biases = [getattr(m, "weight", None)], [getattr(m, "bias", None)]
+    for weight in weights:
+        if weight is not None:
+            init_tensor(weight, scheme, **kwargs)
+    for bias in biases:
+        if bias is not None:
+            init.zeros_(bias)
 
 
 def apply(module, rule) -> None:

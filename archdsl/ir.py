@@ -7,7 +7,9 @@ Nodes are integers in creation order, which is a topological order. Each node's
 data: ``op`` (a name in ``ops.OPS``), ``attrs`` (resolved attributes), ``name``
 (hierarchical, dotted; the module path in the compiled model), ``shape`` (output
 shape, batch excluded), ``params`` / ``buffers`` (element counts), ``span`` (source),
-``stack`` (block call frames) and ``scope`` (innermost :class:`Scope` id).
+``stack`` (block call frames) and ``scope`` (innermost :class:`Scope` id). A ``param`` or
+``buffer`` declaration is a node of op ``param`` (no inputs) marked ``batched=False``: its
+``shape`` is the registered tensor's, without a batch dimension (:func:`is_tensor_decl`).
 Edges ``u -> v`` have ``key`` = the input position of ``u`` in ``v``.
 
 The IR sits below every stage (the front end builds it; compile, draw and analyze read
@@ -27,9 +29,8 @@ from .ops import OPS
 
 # What the IR borrows from the stages above it, installed by ``archdsl/__init__.py``:
 # "display": graph -> SVG text, the notebook drawing (archdsl.draw.display);
-# "replay": (record, limits) -> graph, the front end's elaboration of a loading record;
-# "meta_span": (graph, name) -> Span | None, for graphs whose elaboration kept no meta spans.
-HOOKS: dict = {"display": None, "replay": None, "meta_span": None}
+# "replay": (record, limits) -> graph, the front end's elaboration of a loading record.
+HOOKS: dict = {"display": None, "replay": None}
 
 
 @dataclass
@@ -71,6 +72,7 @@ class ArchGraph:
     preds: dict = field(default_factory=dict)       # node -> [input nodes in input order]
     inputs: dict = field(default_factory=dict)      # input name -> node
     outputs: list = field(default_factory=list)     # [OutputSpec]
+    output_dict: bool = False                       # `output {a, b}`: the model returns {"a": .., "b": ..}
     scopes: dict = field(default_factory=dict)      # id -> Scope
     init: list = field(default_factory=list)        # [InitRule]
     meta: dict = field(default_factory=dict)        # `meta` statements (paper, year, top1, ...)
@@ -137,10 +139,7 @@ class ArchGraph:
     def meta_span(self, name: str) -> Span | None:
         """Where ``meta name`` is stated (the statement whose value ``meta[name]`` holds), for
         diagnostics about meta values that a command reads; None when it is not stated."""
-        if name in self.meta_spans:
-            return self.meta_spans[name]
-        lookup = HOOKS["meta_span"]
-        return lookup(self, name) if lookup is not None and name in self.meta else None
+        return self.meta_spans.get(name)
 
     @classmethod
     def from_record(cls, record: dict, limits=None) -> ArchGraph:
@@ -179,6 +178,7 @@ class ArchGraph:
             assert d["scope"] in self.scopes, f"{d['name']} scope {d['scope']}"
             if d["op"] == "input":
                 assert self.inputs.get(d["name"]) == n
+            assert (d["op"] == "param") == is_tensor_decl(d), f"{d['name']} batched={d.get('batched')}"
         for o in self.outputs:
             assert o.node in self.g, f"output {o.name} is not a node"
         import networkx as nx
@@ -189,6 +189,11 @@ class ArchGraph:
         assert sum(d["buffers"] for _, d in self.g.nodes(data=True)) == self.total_buffers
         for s in self.scopes.values():
             assert s.parent is None or s.parent in self.scopes
+
+
+def is_tensor_decl(d: dict) -> bool:
+    """Whether a node (its data) is a ``param``/``buffer`` declaration, not an activation."""
+    return d.get("batched", True) is False
 
 
 def match_init(rules: list, op: str, name: str):

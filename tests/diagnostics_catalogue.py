@@ -64,6 +64,19 @@ def with_plugin(name):
     return call
 
 
+def on_data(data, weights=None):
+    """What `archdsl train` and `archdsl eval --data DATA` do before training: open the data (HERE is
+    the spec's folder) and fit the spec to it; with `weights`, evaluate those weights too."""
+    def call(path, **kwargs):
+        from archdsl.evaluation import check_for_data, evaluate
+        folder = Path(path).parent
+        where = data.replace("HERE", str(folder))
+        if weights is not None:
+            return evaluate(path, folder / weights, data=where, **kwargs)
+        return check_for_data(path, where, **kwargs)
+    return call
+
+
 def net(body: str, blocks: str = "") -> str:
     return f"{blocks}network t(classes = 10) {{\n    input image: [3, 32, 32]\n{body}\n}}\n"
 
@@ -152,6 +165,8 @@ EXAMPLES = [
             "allocating the weights failed", {"limits": {"params": 2**49, "memory": 2**51}},   # address space
             call=lambda path, **kw: archdsl.load(path, **kw)),
     Example("E090", net("    relu"), None, None, "unknown limit `nodez`", {"limits": {"nodez": 5}}),
+    Example("E094", net("    param scale: [0, 3]"), 3, 18, "the shape of param `scale` must be a list of 1 to 8 positive integers"),
+    Example("E095", net("    param scale: [3, 1, 1]\n    @scale -> relu"), 4, 15, "is not an activation: `relu` cannot take it"),
     Example("E097", net("    relu"), None, None, "no plugin `no_such_plugin`", call=with_plugin("no_such_plugin")),
     Example("E098", net("    relu"), None, None, "plugin `broken_ops` failed to load: ValueError: nope",
             files={"broken_ops.py": "from archdsl.extern import op\n\nraise ValueError('nope')\n"},
@@ -160,6 +175,17 @@ EXAMPLES = [
             files={"bad_ops.py": 'from archdsl.extern import Op, op\n\n\n@op\nclass Bad(Op):\n    name = "bad_op"\n\n'
                                  '    def shape(self, a, xs):\n        return (xs[0][0] // 0,)\n'},
             call=with_plugin("bad_ops")),
+    Example("E100", net("    relu"), None, None, "unknown data set `cifar`", call=on_data("cifar")),
+    Example("E101", net("    relu"), None, None, "no_such_folder does not exist",
+            call=on_data("cifar10:HERE/no_such_folder")),
+    Example("E102", net("    relu"), None, None, "has no class folders",
+            files={"images/train/README": "", "images/val/README": ""}, call=on_data("imagefolder:HERE/images")),
+    Example("E103", net("    relu"), None, None, "cifar-10-batches-py/data_batch_1 is missing",
+            files={"cifar/README": ""}, call=on_data("cifar10:HERE/cifar")),
+    Example("E104", net("    global_avgpool -> flatten -> linear(1000)"), None, None, "the network's output has 1000 classes",
+            call=on_data("digits")),
+    Example("E105", net("    global_avgpool -> flatten -> linear(classes)"), None, None, "none.safetensors does not exist",
+            call=on_data("digits", weights="none.safetensors")),
     Example("E091", net("    relu * 30"), 1, 1, "over the bounds of 10 nodes", {"max_nodes": 10}, call=draws),
     Example("E092", net("    relu"), 1, 1, "dot ran out of time: still drawing after 0.001 s", {"dot_timeout": 0.001},
             call=draws),

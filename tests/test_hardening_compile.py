@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 import archdsl
 import archdsl.compile as C
+import archdsl.memory as M
 from archdsl.errors import ArchError, LimitError
 from archdsl.ir import InitRule, InitRules, match_init
 from conftest import state_suffixes
@@ -225,7 +226,7 @@ BIG = net("    fc: linear(2**31)", inputs="    input v: [3]\n")     # 8.6e9 para
 
 
 def small_probe(monkeypatch, free: int, what="a test probe"):
-    monkeypatch.setattr(C, "memory_available", lambda device: (free, what))
+    monkeypatch.setattr(M, "memory_available", lambda device: (free, what))
 
     def never(*a, **k):
         raise AssertionError("allocated although refused")
@@ -248,7 +249,7 @@ def test_weights_over_the_memory_are_refused_before_allocating(monkeypatch):
 
 def test_memory_limit_replaces_the_probe(monkeypatch):
     g = archdsl.check(net("    conv(16, 3)"))                   # 448 parameters, 1,792 bytes
-    monkeypatch.setattr(C, "memory_available", lambda device: (100, "a test probe"))
+    monkeypatch.setattr(M, "memory_available", lambda device: (100, "a test probe"))
     assert sum(p.numel() for p in C.compile_graph(g, limits={"memory": 2000}).parameters()) == 448
     with pytest.raises(LimitError) as e:
         C.compile_graph(g, limits={"memory": 1000})
@@ -260,7 +261,7 @@ def test_memory_limit_replaces_the_probe(monkeypatch):
 
 def test_memory_counts_the_dtype(monkeypatch):
     g = archdsl.check(net("    conv(16, 3)"))
-    monkeypatch.setattr(C, "memory_available", lambda device: (3000, "a test probe"))   # 80%: 2,400 bytes
+    monkeypatch.setattr(M, "memory_available", lambda device: (3000, "a test probe"))   # 80%: 2,400 bytes
     C.compile_graph(g, dtype=torch.float16)           # built as float32 (1,792 bytes), then cast
     with pytest.raises(LimitError) as e:
         C.compile_graph(g, dtype=torch.float64)       # 3,584 bytes
@@ -274,9 +275,9 @@ def test_device_memory_is_checked_for_a_device(monkeypatch):
     def probe(device):
         seen.append(torch.device(device).type)
         return (10**9, "host") if torch.device(device).type == "cpu" else (1000, "its free memory")
-    monkeypatch.setattr(C, "memory_available", probe)
+    monkeypatch.setattr(M, "memory_available", probe)
     with pytest.raises(LimitError) as e:
-        C.check_memory(g, "cuda:0", torch.float16, None)
+        M.check_memory(g, "cuda:0", torch.float16, None)
     assert seen == ["cpu", "cuda"] and "on cuda:0 (its free memory)" in e.value.message
 
 
@@ -309,8 +310,8 @@ def test_probe_reads_meminfo_and_cgroup_v2(tmp_path):
         "cg/memory.max": "max\n", "cg/memory.current": "1\n",
         "cg/box/memory.max": str(6 * 2**30), "cg/box/memory.current": str(2 * 2**30),
         "cg/box/job/memory.max": "max\n", "cg/box/job/memory.current": str(2**30)})
-    assert C._mem_available(proc) == (8_000_000 * 1024, "MemAvailable in /proc/meminfo")
-    left, what = C._cgroup_headroom(proc, root)
+    assert M._mem_available(proc) == (8_000_000 * 1024, "MemAvailable in /proc/meminfo")
+    left, what = M._cgroup_headroom(proc, root)
     assert left == 4 * 2**30 and what.endswith("box/memory.max")
 
 
@@ -319,25 +320,25 @@ def test_probe_reads_cgroup_v1(tmp_path):
         "proc/self/cgroup": "4:memory:/job\n3:cpu:/job\n",
         "cg/memory/memory.limit_in_bytes": "9223372036854771712\n", "cg/memory/memory.usage_in_bytes": "5",
         "cg/memory/job/memory.limit_in_bytes": str(3 * 2**30), "cg/memory/job/memory.usage_in_bytes": str(2**30)})
-    assert C._cgroup_headroom(proc, root)[0] == 2 * 2**30
+    assert M._cgroup_headroom(proc, root)[0] == 2 * 2**30
     proc, root = fake_system(tmp_path / "none", {"proc/self/cgroup": "0::/\n"})
-    assert C._cgroup_headroom(proc, root)[0] is None
+    assert M._cgroup_headroom(proc, root)[0] is None
 
 
 def test_probe_reads_the_address_space_limit(tmp_path, monkeypatch):
     proc, _ = fake_system(tmp_path, {"proc/self/status": "Name: python\nVmSize:  1048576 kB\n"})
-    monkeypatch.setattr(C.resource, "getrlimit", lambda what: (3 * 2**30, C.resource.RLIM_INFINITY))
-    assert C._address_space_left(proc) == (2 * 2**30, "RLIMIT_AS less the address space in use")
-    monkeypatch.setattr(C.resource, "getrlimit", lambda what: (C.resource.RLIM_INFINITY,) * 2)
-    assert C._address_space_left(proc)[0] is None
+    monkeypatch.setattr(M.resource, "getrlimit", lambda what: (3 * 2**30, M.resource.RLIM_INFINITY))
+    assert M._address_space_left(proc) == (2 * 2**30, "RLIMIT_AS less the address space in use")
+    monkeypatch.setattr(M.resource, "getrlimit", lambda what: (M.resource.RLIM_INFINITY,) * 2)
+    assert M._address_space_left(proc)[0] is None
 
 
 def test_probe_takes_the_smallest(monkeypatch):
-    monkeypatch.setattr(C, "_mem_available", lambda: (8 * 2**30, "MemAvailable"))
-    monkeypatch.setattr(C, "_cgroup_headroom", lambda: (2 * 2**30, "cgroup"))
-    monkeypatch.setattr(C, "_address_space_left", lambda: (None, "RLIMIT_AS"))
-    assert C.memory_available("cpu") == (2 * 2**30, "cgroup")
-    assert C.memory_available("meta") == (None, "unknown")
+    monkeypatch.setattr(M, "_mem_available", lambda: (8 * 2**30, "MemAvailable"))
+    monkeypatch.setattr(M, "_cgroup_headroom", lambda: (2 * 2**30, "cgroup"))
+    monkeypatch.setattr(M, "_address_space_left", lambda: (None, "RLIMIT_AS"))
+    assert M.memory_available("cpu") == (2 * 2**30, "cgroup")
+    assert M.memory_available("meta") == (None, "unknown")
 
 
 def child(code: str) -> list[str]:

@@ -20,7 +20,7 @@ for _src in HELPERS.values():
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
 
 BATCH = 2
-CATEGORIES = {"conv", "linear", "norm", "activation", "pool", "join", "reshape", "regularize", "io", "other"}
+CATEGORIES = {"conv", "linear", "norm", "activation", "pool", "join", "reshape", "regularize", "io", "param", "other"}
 
 
 class Built(nn.Module):
@@ -190,6 +190,7 @@ def test_cases_cover_every_op():
     import test_ops_layout
     covered = {c[0] for c in CASES + test_ops_layout.CASES + test_ops_conv_elementwise.CASES}
     covered |= test_ops_layout.NEW_OPS | {"attention", "sdpa"}  # (test_attention builds its own cases)
+    covered |= {"param"}  # declared tensors: tests/test_params.py
     assert covered >= set(OPS) - {"input"}, sorted(set(OPS) - {"input"} - covered)
 
 

@@ -5,7 +5,8 @@ Shapes exclude the batch dimension: ``(C, H, W)`` for images, ``(C, L)`` for
 sequences, ``(F,)`` for vectors. Shape rules follow PyTorch's formulas exactly.
 
 Adding an op is adding one class to the module of its family (``conv``, ``norm``,
-``activation``, ``pool``, ``linear``, ``layout``, ``join``, ``core``)::
+``activation``, ``elementwise``, ``pool``, ``linear``, ``layout``, ``index``, ``attention``,
+``join``, ``tensor``, ``core``)::
 
     @register
     class Relu(Activation):
@@ -24,7 +25,9 @@ from __future__ import annotations
 from .base import (HELPERS, OPS, TORCH_NAMES, BadArgument, Op, P, ShapeProblem, as_int, numel, register, req,
                    spatial, tup, type_name)
 # the op families, in the order the registry lists them
-from . import core, conv, linear, norm, activation, pool, layout, join  # noqa: E402,F401  (registration)
+from . import core, conv, linear, norm, activation, elementwise, pool, layout, index, attention, join  # noqa: F401
+from . import tensor  # noqa: F401  (param and buffer declarations)
+from .hints import ALIASES
 
-__all__ = ["OPS", "HELPERS", "TORCH_NAMES", "Op", "P", "BadArgument", "ShapeProblem", "register", "req",
+__all__ = ["OPS", "ALIASES", "HELPERS", "TORCH_NAMES", "Op", "P", "BadArgument", "ShapeProblem", "register", "req",
            "as_int", "numel", "spatial", "tup", "type_name"]
