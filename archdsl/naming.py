@@ -4,9 +4,10 @@ A labelled item takes its label; an unlabelled op or block call takes its positi
 among the items of the enclosing scope (as ``nn.Sequential`` counts). A block call, a
 labelled group, join or repetition opens a scope, whose items are named after it
 (``stage2.0.conv1``); unlabelled groups, joins, loops, conditions and repetitions expand
-in place, their items counted in the enclosing scope. Ops the language adds itself (a
-join's, a dense layer's concat) are named ``op#k`` and take no position. Every name is
-used once (E030).
+in place, their items counted in the enclosing scope, and so does an unlabelled call of an
+``inline block`` (its items take the caller's positions, its labels the caller's scope). Ops
+the language adds itself (a join's, a dense layer's concat, the parts of a split join) are
+named ``op#k`` (``add#1``, ``narrow#2``) and take no position. Every name is used once (E030).
 
 A label is written bare (letters, digits and ``_``: ``conv1:``, ``0:``), or quoted for
 any other characters (``"block{i}-{j}":``); ``{expr}`` parts interpolate integers and

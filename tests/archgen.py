@@ -4,8 +4,10 @@
 input shapes), chains of ops (conv with random kernel / stride / padding / dilation / groups
 dividing the channels, pools with ceil modes, norms, activations, dropout, ...), joins
 (concat, add and mean with matching shapes, mul gating, dense blocks, residuals, add with
-per-branch scale and survival, mean with drop-path), repetitions, for loops, if/else,
-lets and asserts, named tensors with long skips, taps (extra outputs) and `output`.
+per-branch scale and survival, mean with drop-path, sub, stack merged back by flatten, split
+joins whose branches take parts of the input, equal or of odd sizes, along the channels or
+the last dim), layout ops (permute to channels-last and back, slices), repetitions, for loops,
+if/else, lets and asserts, named tensors with long skips, taps (extra outputs) and `output`.
 
 Valid by construction: the generator keeps its own model of every construct (PyTorch's
 shape rules and parameter counts, written here independently of archdsl/ops.py) and
@@ -274,27 +276,55 @@ class Join(Frag):
 
     kind: str
     body: Body
-    kwargs: tuple = ()
+    kwargs: tuple = ()      # per-branch lists (scale, survival, drop_path)
+    split: object = None    # None, True (equal parts) or a tuple of sizes along `split_dim`
+    split_dim: int = 0
+    dim: int | None = None  # concat's and stack's
 
     def text(self, ind):
-        args = f"({', '.join(f'{k}={v.text}' for k, v in self.kwargs)})" if self.kwargs else ""
+        kw = [f"{k}={v.text}" for k, v in self.kwargs]
+        if self.split is not None:
+            kw.append(f"split={lit(self.split).text}")
+            if self.split_dim:
+                kw.append(f"split_dim={self.split_dim}")
+        if self.dim is not None:
+            kw.append(f"dim={self.dim}")
+        args = f"({', '.join(kw)})" if kw else ""
         return f"{self.kind}{args} {self.body.text(ind)}"
 
     def branches(self, sim, x):
-        outs = []
+        """Each branch's output; a split join gives branch i the i-th part of ``x`` (the branches
+        are counted first, as the language does)."""
+        work = []  # (statement, loop target, value) in order
         for s in self.body.stmts:
             if isinstance(s, For):
                 saved, sim.inn = sim.inn, x
                 values = list(s.values(sim))
                 sim.inn = saved
-                for v in values:
-                    sim.env[s.target] = v
-                    outs.append(yield_run(s.body, sim, x))
+                work += [(s, v) for v in values]
             elif isinstance(s, (Let, Assert)):
                 s.run(sim, x)
             else:
-                outs.append(yield_run(s, sim, x))
+                work.append((s, None))
+        parts = self.parts(x, len(work))
+        outs = []
+        for (s, v), part in zip(work, parts):
+            if isinstance(s, For):
+                sim.env[s.target] = v
+                outs.append(yield_run(s.body, sim, part))
+            else:
+                outs.append(yield_run(s, sim, part))
         return outs
+
+    def parts(self, x, n: int) -> list:
+        if self.split is None:
+            return [x] * n
+        d = self.split_dim % len(x)
+        sizes = [x[d] // n] * n if self.split is True else list(self.split)
+        if n == 0 or len(sizes) != n or sum(sizes) != x[d] or min(sizes) < 1 or (
+                self.split is True and x[d] % n):
+            raise Invalid("split does not fit")
+        return [(*x[:d], k, *x[d + 1:]) for k in sizes]
 
     def run(self, sim, x):
         if self.kind == "residual":
@@ -319,6 +349,9 @@ class Join(Frag):
             if len(feats) == 1:
                 raise Invalid("empty dense")
             return concat_shape(feats)
+        written = [s for s in self.body.stmts if not isinstance(s, (Let, Assert))]
+        if len(written) == 1 and not isinstance(written[0], For):
+            raise Invalid("a join of one branch")
         outs = self.branches(sim, x)
         if not outs:
             raise Invalid("no branches")
@@ -326,16 +359,21 @@ class Join(Frag):
             if len(v(sim)) != len(outs):
                 raise Invalid("per-branch list of the wrong length")
         if self.kind == "concat":
-            return concat_shape(outs)
-        if self.kind == "mul":
+            return concat_shape(outs, self.dim or 0)
+        if self.kind in ("mul", "sub"):
+            if self.kind == "sub" and len(outs) != 2:
+                raise Invalid("sub of other than two branches")
             out = outs[0]
             for o in outs[1:]:
                 if len(o) != len(out) or any(p != q and 1 not in (p, q) for p, q in zip(o, out)):
-                    raise Invalid("mul does not broadcast")
+                    raise Invalid(f"{self.kind} does not broadcast")
                 out = tuple(q if p == 1 else p for p, q in zip(o, out))
             return out
         if any(o != outs[0] for o in outs):
             raise Invalid(f"{self.kind} inputs differ")
+        if self.kind == "stack":
+            d = (self.dim or 0) % (len(outs[0]) + 1)
+            return (*outs[0][:d], len(outs), *outs[0][d:])
         return outs[0]
 
 
@@ -344,11 +382,12 @@ def yield_run(stmt, sim, x):
     return x if y is None else y
 
 
-def concat_shape(shapes):
+def concat_shape(shapes, dim: int = 0):
     first = shapes[0]
-    if any(len(s) != len(first) or s[1:] != first[1:] for s in shapes):
-        raise Invalid("concat spatial sizes differ")
-    return (sum(s[0] for s in shapes), *first[1:])
+    d = dim % len(first)
+    if any(len(s) != len(first) or s[:d] + s[d + 1:] != first[:d] + first[d + 1:] for s in shapes):
+        raise Invalid("concat sizes differ outside its dim")
+    return (*first[:d], sum(s[d] for s in shapes), *first[d + 1:])
 
 
 @dataclass
@@ -509,8 +548,23 @@ def _global(x):
     return (x[0], *(1,) * (len(x) - 1)), 0
 
 
-def _flatten(x):
-    return (math.prod(x),), 0
+def _flatten(x, start=0, end=-1):
+    s, e = start % len(x), end % len(x)
+    if s > e:
+        raise Invalid("flatten backwards")
+    return (*x[:s], math.prod(x[s:e + 1]), *x[e + 1:]), 0
+
+
+def _permute(x, *dims):
+    if sorted(d % len(x) for d in dims) != list(range(len(x))):
+        raise Invalid("permute dims")
+    return tuple(x[d] for d in dims), 0
+
+
+def _slice(x, start, end=None, dim=0, step=1):
+    d = dim % len(x)
+    n = len(range(*slice(start, end, step).indices(x[d])))
+    return (*x[:d], n, *x[d + 1:]), 0
 
 
 def _upsample(x, scale):
@@ -544,7 +598,7 @@ RULES = {
     "global_maxpool": _global, "flatten": _flatten, "upsample": _upsample, "channel_shuffle": _shuffle,
     "pad": _pad, "relu": _same, "relu6": _same, "leaky_relu": _same, "gelu": _same, "silu": _same,
     "sigmoid": _same, "tanh": _same, "hardswish": _same, "softmax": _same, "dropout": _same, "droppath": _same,
-    "identity": _same,
+    "identity": _same, "permute": _permute, "slice": _slice,
 }
 
 ACTIVATIONS = [Op("relu", bare=True), Op("relu6", bare=True), Op("gelu", bare=True), Op("silu", bare=True),
@@ -677,9 +731,11 @@ class Gen:
             if kind == "layernorm":
                 return Op("layernorm", bare=True)
             return self.pick(ACTIVATIONS)
-        kinds = ["conv", "conv", "conv", "bn", "act", "act", "pool", "groupnorm", "dropout", "shuffle"]
+        kinds = ["conv", "conv", "conv", "bn", "act", "act", "pool", "groupnorm", "dropout", "shuffle", "permute"]
         if not keep_spatial:
             kinds += ["adaptive", "upsample", "pad"]
+        if not keep_channels and x[0] >= 2:
+            kinds.append("slice")
         if x[0] <= MAX_C:
             kinds.append("lrn")
         kind = self.pick(kinds)
@@ -701,6 +757,20 @@ class Gen:
             return Op("channel_shuffle", (lit(g),))
         if kind == "lrn":
             return Op("lrn", (lit(self.pick([2, 3, 5])),))
+        if kind == "permute":  # channels last and back, maybe a layernorm over them between
+            r = len(x)
+            there = Op("permute", tuple(lit(d) for d in (*range(1, r), 0)))
+            back = Op("permute", tuple(lit(d) for d in (r - 1, *range(r - 1))))
+            return Group(Body([Chain([there, *([Op("layernorm", bare=True)] if self.coin() else []), back])]))
+        if kind == "slice":
+            d = 0 if keep_spatial or self.coin(0.7) else self.int(1, len(x) - 1)
+            if x[d] < 2:
+                return Op("relu", bare=True)
+            start = self.int(0, x[d] - 2)
+            kw = (("dim", lit(d)),) if d else ()
+            if self.coin(0.3):
+                kw += (("step", lit(2)),)
+            return Op("slice", (lit(start), lit(self.int(start + 1, x[d]))), kw)
         if kind == "adaptive":
             return Op(self.pick(["adaptive_avgpool", "adaptive_maxpool"]), (lit(self.pick([1, 2, 3])),))
         if kind == "upsample":
@@ -819,11 +889,22 @@ class Gen:
         return Chain([Op("conv", (lit(target[0] if target else x[0]), lit(1)))])
 
     def join(self, x, sim, ctx) -> Frag:
-        kind = self.pick(["concat", "add", "add", "mean", "mul", "residual", "dense", "shortcut"])
+        kind = self.pick(["concat", "add", "add", "mean", "mul", "residual", "dense", "shortcut", "split", "split",
+                          "split", "sub", "stack"])
         n = self.int(1, 3)
+        if kind == "split":
+            return self.split_join(x, sim, ctx)
+        if kind == "sub":  # the input minus a branch of its shape (or a pooled one: it broadcasts)
+            other = self.branch_to(x, sim, ctx, x) if self.coin(0.7) else Chain([Op("global_avgpool", bare=True)])
+            return Join("sub", Body([Group(Body([])), other]))
+        if kind == "stack":  # stacked along a new dim, merged back into the channels
+            d = self.pick([0, 1])
+            branches = [self.branch_to(x, sim, ctx, x) for _ in range(2)]
+            return Group(Body([Chain([Join("stack", Body(branches), dim=d), Op("flatten", (lit(0), lit(1)))])]))
         if kind == "concat":
-            branches = [self.branch_to(x, sim, ctx, None) for _ in range(n)]
-            if self.coin(0.3):  # a loop of branches
+            loop = self.coin(0.3)
+            branches = [self.branch_to(x, sim, ctx, None) for _ in range(n if loop else max(n, 2))]
+            if loop:  # a loop of branches
                 target = self.fresh("j")
                 branches.append(For(target, Expr("range(2)", lambda s: range(2)),
                                     Body([Chain([Op("conv", (plus(lit(2), var(target)), lit(1)))])])))
@@ -867,6 +948,31 @@ class Gen:
         short = If(cond, Body([Chain([Op("conv", (lit(c), lit(1)), (("stride", lit(stride)),)), Op("bn", bare=True)])]),
                    None)
         return Join("add", Body([main, short]))
+
+    def split_join(self, x, sim, ctx) -> Frag:
+        """A join whose branches each take one part of the input: a cross-stage-partial concat
+        (an identity part and a worked part), or equal parts along the channels or the last dim."""
+        n = self.int(2, 3)
+        along = -1 if self.coin(0.25) or x[0] < n else 0
+        size = x[along]
+        if size < n:
+            return Op("relu", bare=True)
+        kind = self.pick(["concat", "concat", "add", "mean"])
+        if along == 0 and kind == "concat" and (size % n or self.coin(0.5)):  # explicit sizes, odd ones too
+            cuts = sorted(self.draw(st.lists(st.integers(1, size - 1), min_size=n - 1, max_size=n - 1,
+                                             unique=True))) if size > n else list(range(1, n))
+            sizes = tuple(b - a for a, b in zip([0] + cuts, cuts + [size]))
+        elif size % n == 0:
+            sizes = True
+        else:
+            return Op("relu", bare=True)
+        parts = Join(kind, Body([Group(Body([]))] * n), split=sizes, split_dim=along).parts(x, n)
+        if kind == "concat" and along == 0:
+            branches = [Group(Body([]))] + [self.branch_to(p, sim, ctx, None) for p in parts[1:]]
+        else:  # the same shape out of every branch (a last-dim split keeps every channel count)
+            target = parts[0] if along or self.coin() else (self.int(1, MAX_C), *parts[0][1:])
+            branches = [self.branch_to(p, sim, ctx, target) for p in parts]
+        return Join(kind, Body(branches), split=sizes, split_dim=along, dim=-1 if along and kind == "concat" else None)
 
     # --- blocks
     def call(self, x, sim, ctx) -> Frag:
@@ -927,9 +1033,11 @@ def specs(draw, max_ops: int = 40) -> GenSpec:
     for _ in range(draw(st.integers(1, 6))):
         if g.budget <= 0:
             break
-        choice = draw(st.sampled_from(["stmt", "stmt", "stmt", "bind", "skip", "tap"]))
+        choice = draw(st.sampled_from(["stmt", "stmt", "stmt", "bind", "skip", "tap", "split"]))
         frag = None
-        if choice == "bind":
+        if choice == "split" and len(cur) >= 2:  # a split join at the top, where the budget allows one
+            frag = Chain([g.split_join(cur, sim, ctx)])
+        elif choice == "bind":
             name = g.fresh("t")
             frag = Bind(name, g.chain(cur, Sim(dict(sim.env), cur), ctx))
             names.append(name)

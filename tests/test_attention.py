@@ -264,7 +264,7 @@ def test_sdpa_summary_equals_flop_counter():
 # ----------------------------------------------------------------------------- diagnostics
 
 @pytest.mark.parametrize("body, shape, code, line, col, wording, hint", [
-    ("    attention(3)", (10, 16), "E042", 3, 5, "heads=3 does not divide the embedding size 16",
+    ("    attention(3)", (10, 16), "E042", 3, 15, "heads=3 does not divide the embedding size 16",
      "16 divides into 2 or 4 heads"),
     ("    attention(heads=6)", (10, 16), "E042", 3, 15, "heads=6 does not divide the embedding size 16",
      "16 divides into 4 or 8 heads"),

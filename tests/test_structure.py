@@ -6,7 +6,7 @@ The layers, lowest first (a module may import its own layer and the layers below
 2. ops (the op registry, a module or the package ``archdsl/ops/``, which also knows which
    plugins are loaded: ``ops/plugins.py``);
 3. ir (the IR every stage shares);
-4. the front end, itself in order: nodes (the AST), syntax, loader, evaluate and naming, elaborate,
+4. the front end, itself in order: nodes (the AST), syntax, loader, evaluate and naming, joins, elaborate,
    frontend, specwriter (a spec's text back from what elaborated it);
 4'. the back end, beside the front end and never importing it: compile, draw, analyze,
    reference, report, zoo (each takes an ``ArchGraph``), data (training data for a shape);
@@ -27,7 +27,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "archdsl"
 
 FOUNDATION = {"errors", "values", "files", "initializers"}
-FRONT_END = ["nodes", "syntax", "loader", {"evaluate", "naming"}, "elaborate", "frontend", "specwriter"]
+FRONT_END = ["nodes", "syntax", "loader", {"evaluate", "naming"}, "joins", "elaborate", "frontend", "specwriter"]
 BACK_END = {"compile", "memory", "draw", "analyze", "reference", "report", "zoo", "data"}
 COMPOSITION = {"__init__", "__main__", "cli", "commands", "extern", "train", "runs", "evaluation", "progress",
                "benchmark", "distributed"}
