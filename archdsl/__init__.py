@@ -24,7 +24,7 @@ from .extern import load_plugins as _load_plugins
 from .frontend import check as _check, check_files as _check_files
 from .ir import ArchGraph
 
-__all__ = ["check", "load", "loads", "render", "summary", "ArchGraph", "ArchError", "ParseError",
+__all__ = ["check", "load", "loads", "render", "summary", "train", "evaluate_weights", "bench", "ArchGraph", "ArchError", "ParseError",
            "ElaborationError", "ShapeError", "LimitError", "SpecImportError", "AssertionFailed", "Limits"]
 __version__ = "0.1.0"
 
@@ -102,6 +102,26 @@ def summary(source, batch: int = 1, dtype: str = "fp32", depth: int | None = Non
 
 
 # ----------------------------------------------------------------------------- what the IR borrows
+
+def train(spec, data="digits", **options):
+    """Train a spec on ``data`` (the bundled digits by default) and keep a run folder; returns a
+    ``TrainResult`` (see ``archdsl.train``'s module, ``archdsl/train.py``)."""
+    from .train import train as _train
+    return _train(spec, data=data, **options)
+
+
+def evaluate_weights(spec, weights, data="digits", **options):
+    """Validation accuracy and loss of a spec with trained weights (a safetensors file)."""
+    from .evaluation import evaluate as _evaluate
+    return _evaluate(spec, weights, data=data, **options)
+
+
+def bench(spec, vs=None, **options):
+    """Time a spec's forward pass (or training step) alone or against ``vs``: another spec, a
+    variant, or ``"torchvision:NAME"``; returns a ``BenchResult``."""
+    from .benchmark import bench as _bench
+    return _bench(spec, vs, **options)
+
 
 def _display(graph):
     """A graph in a notebook: the drawing stage's display, imported on first use."""

@@ -1,4 +1,4 @@
-"""The ``archdsl`` command: check, compile, render, summary, chart, compare, zoo.
+"""The ``archdsl`` command: check, compile, render, summary, chart, compare, zoo, train, eval, bench.
 
 Exit status: 0 success, 1 a diagnostic about the spec (on stderr), 2 a usage error.
 Each command checks its spec with the front end and hands the IR to its stage (compile,
@@ -124,9 +124,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("chart", help="the complexity chart: accuracy (or params) against MACs")
     _common(p, many=True)
     p.add_argument("-o", "--output", required=True, metavar="chart.png")
+    p.add_argument("--measure", action="store_true",
+                   help="beside the chart, each spec's forward latency measured on this CPU (batch 1) against its MACs")
 
-    p = sub.add_parser("compare", help="two specs' summaries side by side")
+    p = sub.add_parser("compare", help="two specs' summaries side by side, two variants (--vs), or run folders")
     _common(p, many=True)
+    from .comparison import add_compare_options
+    add_compare_options(p)          # --vs, --format table|markdown|csv|json, --measure
+
+    from .benchmark import add_parser as add_bench
+    from .evaluation import add_parser as add_eval
+    from .train import add_parser as add_train
+    add_train(sub)
+    add_eval(sub)
+    add_bench(sub)
 
     p = sub.add_parser("zoo", help="table of every spec in a folder")
     p.add_argument("dir", nargs="?", default="specs", help="the folder of specs (default: specs)")
@@ -229,7 +240,12 @@ def _summaries(args) -> list:
 def cmd_chart(args) -> int:
     from .analyze import chart
     from .files import output_name
-    left_out = chart(_summaries(args), args.output)
+    summaries = _summaries(args)
+    if args.measure:
+        from .benchmark import measured_chart
+        left_out = measured_chart(summaries, args.output, note=lambda m: print(f"measured {m}", file=sys.stderr))
+    else:
+        left_out = chart(summaries, args.output)
     if left_out:
         print(f"not on the chart (no meta top1): {', '.join(left_out)}")
     print(f"wrote {output_name(args.output)}")
@@ -237,13 +253,23 @@ def cmd_chart(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    if len(args.files) != 2:
-        return _usage(f"compare takes two specs, got {len(args.files)}")
-    from rich.console import Console
+    from .comparison import run_compare
+    return run_compare(args)
 
-    from .analyze import compare_table
-    Console(highlight=False, width=None if sys.stdout.isatty() else 120).print(compare_table(*_summaries(args)))
-    return 0
+
+def cmd_train(args) -> int:
+    from .train import run
+    return run(args)
+
+
+def cmd_eval(args) -> int:
+    from .evaluation import run
+    return run(args)
+
+
+def cmd_bench(args) -> int:
+    from .benchmark import run
+    return run(args)
 
 
 def cmd_zoo(args) -> int:
@@ -254,7 +280,8 @@ def cmd_zoo(args) -> int:
 
 
 COMMANDS = {"check": cmd_check, "compile": cmd_compile, "render": cmd_render, "summary": cmd_summary,
-            "chart": cmd_chart, "compare": cmd_compare, "zoo": cmd_zoo}
+            "chart": cmd_chart, "compare": cmd_compare, "zoo": cmd_zoo, "train": cmd_train, "eval": cmd_eval,
+            "bench": cmd_bench}
 
 
 def _read_stdin(args) -> str:

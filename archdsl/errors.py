@@ -252,4 +252,10 @@ CODES = {
     "E110": "cannot resume the run",
     "E111": "option needs CUDA",
     "E112": "torch.compile failed",
+    "E113": "--size on a network without a size parameter",
+    "E114": "bad benchmark option",
+    "E115": "not a run folder",
+    "E116": "benchmarked model failed",
+    "E117": "--sync-bn needs CUDA",
+    "E118": "batch not shared equally by the processes",
 }

@@ -17,6 +17,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import archdsl  # noqa: E402
+from archdsl import benchmark, comparison  # noqa: E402
 from archdsl.errors import CODES  # noqa: E402
 from archdsl.values import Expr  # noqa: E402
 
@@ -186,6 +187,15 @@ EXAMPLES = [
             call=on_data("digits")),
     Example("E105", net("    global_avgpool -> flatten -> linear(classes)"), None, None, "none.safetensors does not exist",
             call=on_data("digits", weights="none.safetensors")),
+    Example("E113", net("    conv(8, 3)"), None, None, "network `t` has no `size` parameter for --size 64 to set",
+            call=lambda path, **kw: benchmark.bench(path, size=64, runs=1, warmup=0)),
+    Example("E114", net("    conv(8, 3)"), None, None, "--runs must be an integer >= 1, got 0",
+            call=lambda path, **kw: benchmark.bench(path, runs=0)),
+    Example("E115", net("    relu"), None, None, "is not a run folder: it has no summary.json",
+            call=lambda path, **kw: comparison.read_runs([path.parent])),
+    Example("E116", "network t() {\n    input image: [3, 1, 1]\n    bn\n}\n", None, None,
+            "t cannot take a training step at batch 1",
+            call=lambda path, **kw: benchmark.bench(path, train=True, runs=1, warmup=0)),
     Example("E091", net("    relu * 30"), 1, 1, "over the bounds of 10 nodes", {"max_nodes": 10}, call=draws),
     Example("E092", net("    relu"), 1, 1, "dot ran out of time: still drawing after 0.001 s", {"dot_timeout": 0.001},
             call=draws),
