@@ -57,7 +57,7 @@ def loads(text, **kwargs):
     return load(text, **{"text": True, **kwargs})  # (`text` reaches archdsl.check with the network parameters)
 
 
-_DRAWING = ("depth", "expand", "unroll", "rankdir", "max_nodes", "max_edges", "dot_timeout", "dot_memory")
+_DRAWING = ("depth", "expand", "unroll", "rankdir", "layout", "max_nodes", "max_edges", "dot_timeout", "dot_memory")
 
 
 def render(source, **kwargs):

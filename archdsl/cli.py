@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="open the instances matching NAME: a dotted path or block name, globs allowed (repeatable)")
     p.add_argument("--unroll", action="store_true", help="draw every copy of a repetition")
     p.add_argument("--rankdir", choices=("TB", "LR"), default="TB")
+    p.add_argument("--layout", choices=("auto", "u", "column"), default="auto",
+                   help="u: each encoder stage beside the decoder stage its long skip feeds; auto (default): u when "
+                        "long skips pair stages of equal resolution; column: never")
 
     p = sub.add_parser("summary", help="per-layer parameters, MACs and memory")
     _common(p)
@@ -187,7 +190,7 @@ def cmd_render(args) -> int:
     error = None
     try:
         drawing = render(args.file, depth=args.depth, expand=args.expand, unroll=args.unroll,
-                         rankdir=args.rankdir, max_nodes=args.max_nodes, max_edges=args.max_edges,
+                         rankdir=args.rankdir, layout=args.layout, max_nodes=args.max_nodes, max_edges=args.max_edges,
                          **check_args(args))
     except ArchError as e:
         if getattr(e, "rendering", None) is None:

@@ -14,20 +14,35 @@ and Inceptions come out at depth 1, DenseNet at depth 2 (its one ``features`` bl
 into dense blocks and transitions), VGG-16 with every layer.
 ``expand`` opens the scopes it names by dotted path or block name, globs allowed
 (``layer3.2``, ``layer3.*``, ``inception``), and their ancestors. Closed sibling instances
-of one block, made by one repetition or loop (same ``Scope.repeat`` group), computing the
-same ops and output shape, with only joins between them (DenseNet's concats, taken into
-the fold), fold into one stacked box "bottleneck ×5" with "5 × 1.12M = 5.59M params";
-``unroll`` draws each copy. Inside a cluster, names are relative to its title's path; a
-cluster around a single thing is left out.
+of one block, made by one repetition or loop (same ``Scope.repeat`` group), with only joins
+between them (DenseNet's concats, taken into the fold), fold into one stacked box
+"bottleneck ×5" with "5 × 1.12M = 5.59M params" when they compute alike: the same arguments
+and ops and output shape (DenseNet's layers, their inputs widening), or the same ops, shapes
+and parameter counts whatever the arguments (stochastic depth's per-layer ``survival``, shown
+on the fold as "survival 0.991…0.833"); GhostNet's ``mid=200`` beside ``mid=184`` does not
+fold. ``unroll`` draws each copy. Inside a cluster, names are relative to its title's path.
+A cluster around a single thing is left out, except that a cluster around one cluster is
+one, titled with the outer scope (``stages.1 preact_stage``, not ``stages.1.blocks``), and a
+scope around one box is framed when a sibling of its kind is (a one-block stage like the rest).
 
 Joins are small circles (+ add, ∥ concat, μ mean, × mul, − sub, @ matmul, ⊞ stack, attn
 sdpa); a ``param`` or ``buffer`` is a note-shaped box (dashed for a buffer) with its name and
 shape, its edge going into the join that takes it. An input of a join that is an
 ancestor of another of its inputs (an identity shortcut, a dense connection, a long
-``@name`` skip) is dashed and leaves the layout alone (``constraint=false``); taps are
+``@name`` skip) is dashed and leaves the layout alone (``constraint=false``): the legend
+calls those into a ``dense`` join's concats dense connections, the rest identity / skip
+(``concat { {}; @enc2 }`` is a skip, though a concat); taps are
 dotted side branches to "aux1 (training only)" outputs. Fill colours mark op categories,
 their lightness rising through ``CATEGORIES`` (CIE L* 60 to 96), so the legend also reads
 in greyscale. The same IR always gives the same ``.dot`` text.
+
+Parallel branches run left to right in spec order: the heads of a fork's branches share a
+rank, chained by invisible edges (Graphviz honours these between boxes; branches drawn as
+clusters keep the order Graphviz gives them). ``layout="u"`` draws an encoder-decoder network
+as a U: each long skip (an ancestor input of a join at the resolution of its latest input,
+with an op between that brings a lower resolution back up) pairs the encoder unit it leaves
+with the decoder join it enters on one rank, and the decoder's edges are laid out upwards
+(``dir=back``). ``"auto"``, the default, does so when such skips nest; ``"column"`` never.
 
 Graphviz's time and memory grow much faster than a drawing's size, so the size is bounded
 before dot runs: at most ``MAX_NODES`` nodes and ``MAX_EDGES`` edges (``max_nodes`` /
@@ -83,6 +98,7 @@ FONT = "Helvetica,Arial,sans-serif"
 FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot"}
 DOT_TIMEOUT = 60           # seconds of wall-clock and of CPU time dot may take (ARCHDSL_DOT_TIMEOUT)
 DOT_MEMORY = 2 * 1024**3   # bytes of address space dot may map (ARCHDSL_DOT_MEMORY)
+LAYOUTS = ("auto", "u", "column")  # see render()
 INSTALL = "install Graphviz to draw it (apt-get install graphviz, or brew install graphviz)"
 _OUT_OF_MEMORY = re.compile(r"out of memory|cannot allocate|failed to map|bad_alloc|error creating thread", re.I)
 _CRASHES = {signal.SIGKILL, signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGTRAP}
@@ -213,16 +229,20 @@ def _mb(n: int) -> str:
     return f"{n / 1024**3:g} GB" if n >= 1024**3 else f"{n / 1024**2:g} MB"
 
 
-def check_options(max_nodes: int | None = None, max_edges: int | None = None) -> None:
-    """OptionError unless the bounds are positive integers (checked before a spec is)."""
+def check_options(max_nodes: int | None = None, max_edges: int | None = None, layout: str = "auto") -> None:
+    """OptionError unless the bounds are positive integers and the layout is one of LAYOUTS
+    (checked before a spec is)."""
     for name, bound in (("max_nodes", max_nodes), ("max_edges", max_edges)):
         if bound is not None and (not isinstance(bound, int) or isinstance(bound, bool) or bound < 1):
             raise OptionError(f"{name.replace('_', '-')} must be a positive integer, got {bound!r}")
+    if layout not in LAYOUTS:
+        raise OptionError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
 
 
 def render(graph: ArchGraph, *, failed: dict | None = None, depth: int | None = None, expand=(),
-           unroll: bool = False, rankdir: str = "TB", max_nodes: int | None = None, max_edges: int | None = None,
-           dot_timeout: float | None = None, dot_memory: int | None = None) -> Rendering:
+           unroll: bool = False, rankdir: str = "TB", layout: str = "auto", max_nodes: int | None = None,
+           max_edges: int | None = None, dot_timeout: float | None = None,
+           dot_memory: int | None = None) -> Rendering:
     """Draw an :class:`ArchGraph` (``archdsl.render`` draws a spec: it checks it first).
 
     The drawing has at most ``max_nodes`` nodes and ``max_edges`` edges (2,000 and 5,000 by
@@ -230,13 +250,17 @@ def render(graph: ArchGraph, *, failed: dict | None = None, depth: int | None = 
     E091. ``dot_timeout`` (seconds) and ``dot_memory`` (bytes) bound Graphviz (60 s, 2 GB).
     ``failed`` is the op a shape error stopped at (the second half of ``ArchError.partial``,
     whose first half is then ``graph``): it is drawn in red after the network up to it.
-    Raises OptionError for an ``expand`` that names nothing.
+    ``layout`` is ``"column"`` (the flow top to bottom), ``"u"`` (each encoder stage beside
+    the decoder stage its long skip feeds, the U of an encoder-decoder network) or ``"auto"``
+    (the default: ``u`` when long skips pair stages of equal resolution, else ``column``).
+    Raises OptionError for an ``expand`` that names nothing or a ``u`` with nothing to pair.
     """
-    check_options(max_nodes=max_nodes, max_edges=max_edges)
+    check_options(max_nodes=max_nodes, max_edges=max_edges, layout=layout)
     if not isinstance(graph, ArchGraph):
         raise TypeError(f"draw.render takes an ArchGraph, got {type(graph).__name__} (archdsl.render takes a spec)")
     opts = dict(depth=depth, expand=(expand,) if isinstance(expand, str) else tuple(expand), unroll=unroll,
-                rankdir=rankdir, max_nodes=max_nodes or MAX_NODES, max_edges=max_edges or MAX_EDGES)
+                rankdir=rankdir, layout=layout, max_nodes=max_nodes or MAX_NODES,
+                max_edges=max_edges or MAX_EDGES)
     return Rendering(_Drawing(graph, failed, **opts).source(), graph=graph, timeout=dot_timeout, memory=dot_memory)
 
 
@@ -254,6 +278,11 @@ def _num(n: float) -> str:
         if abs(n) >= div * 0.9995:
             return f"{n / div:#.3g}".rstrip(".") + suffix
     return f"{n:g}"
+
+
+def _value(v) -> str:
+    """An argument in a fold's label: 0.9907407 -> 0.991."""
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
 def _shape(shape) -> str:
@@ -280,8 +309,10 @@ class _Drawing:
     and writes the dot source."""
 
     def __init__(self, graph: ArchGraph, failure: dict | None, *, depth: int | None, expand: tuple,
-                 unroll: bool, rankdir: str, max_nodes: int = MAX_NODES, max_edges: int = MAX_EDGES):
+                 unroll: bool, rankdir: str, layout: str = "auto", max_nodes: int = MAX_NODES,
+                 max_edges: int = MAX_EDGES):
         self.g, self.t, self.failure, self.rankdir, self.unroll = graph, graph.table, failure, rankdir, unroll
+        self.layout, self.region, self._lines = layout, {}, {}
         self.max_nodes, self.max_edges, self.markers = max_nodes, max_edges, {}
         self.scopes = graph.scopes
         self.kids, self.level = defaultdict(list), {0: 0}  # level: block instances on the scope's path
@@ -343,27 +374,37 @@ class _Drawing:
         return sum(u[0] == "s" or OPS[self.t[int(u[1:])]["op"]].category != "join" for u in self.members)
 
     def _signature(self, sid: int) -> tuple:
+        """What a copy computes: its ops, each op's output shape and parameter count."""
         if sid not in self.sigs:
-            ops = tuple(self.t[n]["op"] for n in range(self.lo[sid], self.hi[sid] + 1) if n in self.t)
-            self.sigs[sid] = ops, self.t[self.hi[sid]]["shape"]
+            self.sigs[sid] = tuple((self.t[n]["op"], self.t[n]["shape"], self.t[n]["params"])
+                                   for n in range(self.lo[sid], self.hi[sid] + 1) if n in self.t)
         return self.sigs[sid]
+
+    def _foldable(self, a: int, b: int) -> bool:
+        """Whether copy ``b`` folds with ``a``: one block, the same ops, shapes and parameter counts,
+        and the same arguments but those that change none of these (stochastic depth's ``survival``).
+        DenseNet's layers fold, their inputs widening; GhostNet's ``mid=200`` beside ``mid=184`` does not."""
+        x, y = self.scopes[a], self.scopes[b]
+        return x.repeat[0] == y.repeat[0] and x.block == y.block and (
+            self._signature(a) == self._signature(b) or x.args == y.args and
+            [op for op, *_ in self._signature(a)] == [op for op, *_ in self._signature(b)] and
+            self._signature(a)[-1][1] == self._signature(b)[-1][1])
 
     def _runs(self) -> dict:
         """Closed scope -> the list of copies folded with it (``[itself]`` when not folded)."""
         runs = {}
         for parent in sorted(self.opened):
-            prev = None
+            prev = None  # the run the next copy may join
             for sid in self.kids[parent]:
                 s = self.scopes[sid]
-                key = (s.repeat[0], s.block, self._signature(sid)) if s.repeat and s.kind == "block" and \
-                    sid in self.lo and sid not in self.opened and not self.unroll else None
-                if key is not None and prev is not None and prev[0] == key and not any(
-                        self.hi[prev[1][-1]] < n < self.lo[sid] for n in self.loose[parent]):
-                    prev[1].append(sid)
-                    runs[sid] = prev[1]
+                can = s.repeat and s.kind == "block" and sid in self.lo and sid not in self.opened and not self.unroll
+                if can and prev is not None and self._foldable(prev[0], sid) and not any(
+                        self.hi[prev[-1]] < n < self.lo[sid] for n in self.loose[parent]):
+                    prev.append(sid)
+                    runs[sid] = prev
                 else:
                     runs[sid] = [sid]
-                    prev = None if key is None else (key, runs[sid])
+                    prev = runs[sid] if can else None
         return runs
 
     def _units(self):
@@ -400,7 +441,7 @@ class _Drawing:
 
     def _edges(self) -> dict:
         rank, edges = list(EDGES), {}
-        anc = self._ancestry()
+        anc = self.anc = self._ancestry()
 
         def add(a, b, kind):
             if a != b and ((a, b) not in edges or rank.index(kind) < rank.index(edges[a, b])):
@@ -409,7 +450,7 @@ class _Drawing:
             ins = self.g.args(v)
             skips = self._skips(v, anc) if OPS[d["op"]].category == "join" and len(ins) > 1 else ()
             for u in ins:
-                kind = ("dense" if d["op"] == "concat" else "skip") if u in skips else \
+                kind = ("dense" if d["op"] == "concat" and self._dense(v) else "skip") if u in skips else \
                     "tap" if d["tap"] and not self.t[u]["tap"] else "main"
                 add(self.unit[u], self.unit[v], kind)
         for i, o in enumerate(self.g.outputs):
@@ -417,6 +458,20 @@ class _Drawing:
         for u in self.failure["inputs"] if self.failure else ():
             add(self.unit[u], "fail", "fail")
         return edges
+
+    def _dense(self, v: int) -> bool:
+        """Whether concat ``v`` is one a ``dense`` join made (its span is the layer's or the
+        ``dense`` statement's, not a ``concat`` join's): its ancestor inputs are dense connections,
+        where those of a written ``concat { {}; @enc2 }`` are skips."""
+        span = self.t[v]["span"]
+        text = self.g.sources.get(span.file) if span is not None else None
+        if text is None:
+            return True
+        if span.file not in self._lines:
+            self._lines[span.file] = text.splitlines()
+        lines = self._lines[span.file]
+        line = lines[span.line - 1] if 0 < span.line <= len(lines) else ""
+        return re.match(r"concat\b", line[span.col - 1:]) is None
 
     def _bounded(self, edges: dict) -> dict:
         """The edges to draw, within ``max_nodes`` and ``max_edges``: over the edge bound, each unit's
@@ -510,6 +565,8 @@ class _Drawing:
         params = f"{k} × {_num(each.pop())} = {_num(total)}" if k > 1 and len(each) == 1 else _num(total)
         ops = Counter(self.t[n]["op"] for n in nodes if self.closed[self.t[n]["scope"]] == run[0])
         summary = ", ".join(f"{c} {op}" if c > 1 else op for op, c in list(ops.items())[:5]) + ", …" * (len(ops) > 5)
+        varied = [(a, [self.scopes[s].args.get(a) for s in run]) for a in first.args]
+        summary += "".join(f" · {a} {_value(v[0])}…{_value(v[-1])}" for a, v in varied if len(set(map(repr, v))) > 1)
         weight = Counter()
         for n in nodes:
             weight[OPS[self.t[n]["op"]].category] += self.t[n]["params"] + 1e-3
@@ -552,17 +609,134 @@ class _Drawing:
             inner = max((s for s in self.opened if self.failure["name"].startswith(self.scopes[s].name + ".")),
                         default=0)
             where[inner].append((end + len(self.g.outputs), "fail"))
-        for sid in sorted(self.scopes, reverse=True):  # a cluster around one thing is left out
+        framed = self._framed(where)
+        for sid in sorted(self.scopes, reverse=True):
             if sid in where and sid:
-                inner = where[sid]
-                where[self.scopes[sid].parent].append(inner[0] if len(inner) == 1 else (min(inner)[0], sid))
+                inner, up = where[sid], where[self.scopes[sid].parent]
+                if len(inner) > 1 or framed[sid] and not isinstance(inner[0][1], int):
+                    up.append((min(inner)[0], sid))
+                elif framed[sid]:  # a cluster around one cluster is one, titled with the outer scope
+                    where[sid] = where.pop(inner[0][1])
+                    up.append((inner[0][0], sid))
+                else:  # a cluster around one thing is left out
+                    up.append(inner[0])
         edges = self._bounded(self._edges())  # before anything is drawn: E091 costs no work
         self.used = {"io"}
+        pairs = self._u_pairs() if self.layout != "column" else []
+        if self.layout == "u" and not pairs and self.failure is None:
+            raise OptionError("layout u sets each encoder stage beside the decoder stage it feeds, but this network "
+                              "has no long skip (a `@name` tensor joined back at its resolution after a lower one): "
+                              "use layout auto or column")
+        if pairs:
+            first, last = self._pos(pairs[-1][0]), self._pos(pairs[-1][1])
+            self.region = {u: "enc" if self._pos(u) <= first else "dec" if self._pos(u) >= last else "mid"
+                           for u in [*self.members, *(f"o{i}" for i in range(len(self.g.outputs))), "fail"]}
         self._emit(dot, 0, where)
         for (a, b), kind in edges.items():
-            dot.edge(a, b, **EDGES[kind][0])
+            attrs = EDGES[kind][0]
+            if self.region.get(b) == "dec" and attrs.get("constraint") != "false" and a[0] != "d":
+                if self.region.get(a) == "enc":
+                    attrs = {**attrs, "constraint": "false"}
+                else:  # the decoder climbs back: its edges are laid out upwards, drawn downstream
+                    dot.edge(b, a, **attrs, dir="back")
+                    continue
+            dot.edge(a, b, **attrs)
+        self._ranks(dot, edges, pairs)
         dot.attr(label=self._title(edges))
         return dot.source
+
+    # --- layout
+    def _pos(self, u: str) -> float:
+        """Where a drawn thing comes in the flow: its first node (an output just after its tensor)."""
+        if u[0] in "ns":
+            return self.members[u][0]
+        if u[0] == "o":
+            return self.members[self.unit[self.g.outputs[int(u[1:])].node]][0] + 0.5
+        return math.inf if u == "fail" else self._pos(u[1:]) - 0.5
+
+    def _long_skips(self) -> list:
+        """(source, join) of each long skip: an ancestor input of a join (not a dense connection) at
+        the resolution of the join's latest input, with an op on the way between that takes a lower
+        resolution up (the decoder's upsampling of what the encoder brought down): U-Net's
+        ``concat { {}; @enc2 }``, not a residual shortcut around a squeeze-excite's 1×1 gate."""
+        anc, out, t = self.anc, [], self.t
+
+        def up(w: int, shape: tuple) -> bool:  # a non-join op w that raises a resolution below shape's
+            return OPS[t[w]["op"]].category != "join" and any(
+                len(t[x]["shape"]) == len(t[w]["shape"]) == len(shape) and
+                math.prod(t[x]["shape"][1:]) < min(math.prod(shape[1:]), math.prod(t[w]["shape"][1:]))
+                for x in self.g.args(w))
+        for v, d in self.t.items():
+            ins = self.g.args(v)
+            if OPS[d["op"]].category != "join" or len(ins) < 2 or d["op"] == "concat" and self._dense(v):
+                continue
+            last = max(ins)
+            for u in sorted(self._skips(v, anc)):
+                shape = self.t[u]["shape"]
+                if len(shape) < 2 or shape[1:] != self.t[last]["shape"][1:]:
+                    continue
+                if any(anc[w] >> u & 1 and (w == last or anc[last] >> w & 1) and up(w, shape)
+                       for w in range(u + 1, last + 1) if w in t):
+                    out.append((u, v))
+        return out
+
+    def _u_pairs(self) -> list:
+        """The (encoder anchor, decoder anchor) units the U pairs, outermost first: long skips
+        between drawn units, each nested in the one before."""
+        skips = {(self.unit[u], self.unit[v]) for u, v in self._long_skips() if self.unit[u] != self.unit[v]}
+        chain = []
+        for a, b in sorted(skips, key=lambda p: (self._pos(p[0]), -self._pos(p[1]))):
+            if not chain or self._pos(chain[-1][0]) < self._pos(a) and self._pos(b) < self._pos(chain[-1][1]):
+                chain.append((a, b))
+        return chain
+
+    def _ranks(self, dot, edges: dict, pairs: list) -> None:
+        """Same-rank rows: the heads of parallel branches in spec order, left to right (invisible edges
+        between them; Graphviz would otherwise order them as it likes), and each U pair side by side."""
+        into, heads = Counter(), defaultdict(list)
+        for (a, b), kind in edges.items():
+            if EDGES[kind][0].get("constraint") != "false":
+                into[b] += 1
+        for (a, b), kind in edges.items():
+            if kind == "main" and b[0] in "ns" and into[b] == 1 and self.region.get(b) != "dec":
+                heads[a].append(b)
+        for a, row in heads.items():
+            if len(row) > 1:
+                sub = graphviz.Digraph()
+                sub.attr(rank="same")
+                for x, y in zip(row, row[1:]):
+                    sub.edge(x, y, style="invis")
+                dot.subgraph(sub)
+        for a, b in pairs:
+            sub = graphviz.Digraph()
+            sub.attr(rank="same")
+            sub.node(a)
+            sub.node(b)
+            dot.subgraph(sub)
+
+    def _framed(self, where: dict) -> dict:
+        """Open scope -> whether it is drawn as a cluster: around two things or more, around one
+        cluster (which it titles: ``stages.1 preact_stage``, not ``stages.1.blocks``), or around
+        one box when a sibling of its kind is a cluster (every stage of a network framed alike,
+        the single-block ones too)."""
+        count, only = Counter(), {}
+        for sid in sorted(self.scopes, reverse=True):
+            if sid in where or count[sid]:
+                count[sid] += len(where.get(sid, ()))
+                parent = self.scopes[sid].parent
+                if parent is not None:
+                    count[parent] += 1
+                    only[parent] = sid
+        clustered = {}
+        for sid in sorted(count, reverse=True):
+            clustered[sid] = count[sid] > 1 or count[sid] == 1 and not where.get(sid) and clustered[only[sid]]
+        kind = defaultdict(set)
+        for sid, yes in clustered.items():
+            if yes and sid:
+                s = self.scopes[sid]
+                kind[s.parent].add((s.kind, s.block))
+        return {sid: yes or sid != 0 and (self.scopes[sid].kind, self.scopes[sid].block) in
+                kind[self.scopes[sid].parent] for sid, yes in clustered.items()}
 
     def _emit(self, dot, sid: int, where: dict, nesting: int = 0) -> None:
         for _, item in sorted(where[sid], key=lambda t: t[0]):
@@ -576,7 +750,10 @@ class _Drawing:
                 self._emit(sub, item, where, nesting + 1)
                 dot.subgraph(sub)
             elif item[0] in "ns":
-                dot.node(item, **(self._op(int(item[1:]), sid) if item[0] == "n" else self._box(item, sid)))
+                attrs = self._op(int(item[1:]), sid) if item[0] == "n" else self._box(item, sid)
+                if "group" in attrs and self.region.get(item) == "dec":
+                    attrs["group"] = "decoder"  # a second straight column, the U's right arm
+                dot.node(item, **attrs)
                 if item in self.markers:
                     dot.node(f"d{item}", **self._marker(item))
             elif item == "fail":
