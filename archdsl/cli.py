@@ -3,14 +3,23 @@
 Exit status: 0 success, 1 a diagnostic about the spec (on stderr), 2 a usage error.
 Each command checks its spec with the front end and hands the IR to its stage (compile,
 draw, analyze, zoo); the stages' work lives in their modules, never a spec's reading.
+
+The conventions every command keeps: ``-o -`` is standard output (messages then go to stderr);
+where ``-o`` is left out, compile and render write ``SPEC.py`` / ``SPEC.svg`` in the current
+folder and chart ``chart.png``; diagnostics are coloured on a terminal (``report.use_color``:
+``NO_COLOR`` turns it off, ``FORCE_COLOR`` on); ``archdsl completion bash|zsh|fish`` prints a
+completion script generated from this parser, so it knows every command and option.
 """
 from __future__ import annotations
 
 import argparse
 import re
 import sys
+from pathlib import Path
 
+from . import __version__
 from .errors import ArchError, LimitError, Limits
+from .report import use_color
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -36,10 +45,22 @@ def _notes():
     return note
 
 
+def _list_form(text: str) -> str:
+    """An ``--input`` shape without its brackets (``3,64,64``) as the list it means; a comma
+    inside brackets, parentheses or braces (``[3, s, s]``, ``f(a, b)``) leaves it as written."""
+    depth = 0
+    for ch in text:
+        depth += (ch in "([{") - (ch in ")]}")
+        if ch == "," and depth == 0:
+            return f"[{text}]"
+    return text
+
+
 def _pairs(items, what: str, note=None) -> dict:
     """NAME=VALUE options as a dict. With ``note`` (a printer), the values are spec expressions
     (``--set``, ``--input``), passed as :class:`~archdsl.values.Expr` for the front end to read in
-    the spec's scope; otherwise (``--limit``) constants read now."""
+    the spec's scope; otherwise (``--limit``) constants read now. An ``--input`` shape may leave
+    out its brackets: ``image=3,64,64`` is ``image=[3,64,64]``."""
     from .values import Expr
     out = {}
     for item in items or []:
@@ -47,13 +68,39 @@ def _pairs(items, what: str, note=None) -> dict:
         if not sep or not _IDENT.fullmatch(key.strip()):
             raise SystemExit(_usage(f"{what} expects NAME=VALUE, got {item!r}"))
         key, value = key.strip(), value.strip()
+        if what == "input":
+            value = _list_form(value)
         out[key] = Expr(value, f"--{what} {key}", note) if note else parse_value(value, f"--{what} {key}")
     return out
 
 
+def _error(message: str) -> None:
+    """``archdsl: error: MESSAGE`` on stderr (``error`` in red where stderr is a terminal)."""
+    error = "\x1b[1;31merror\x1b[0m" if use_color(sys.stderr) else "error"
+    print(f"archdsl: {error}: {message}", file=sys.stderr)
+
+
 def _usage(message: str) -> int:
-    print(f"archdsl: error: {message}", file=sys.stderr)
+    """A usage error's message; returns 2, its exit status."""
+    _error(message)
     return 2
+
+
+def _diagnostic(e: ArchError) -> None:
+    """A diagnostic on stderr, coloured where stderr is a terminal (report.use_color)."""
+    print(e.render(color=use_color(sys.stderr)), file=sys.stderr)
+
+
+def default_output(args, suffix: str) -> str:
+    """The output a command writes when ``-o`` is left out: named after the spec, in the current
+    folder (``resnet50.svg``), or after the network ``--network`` picks. Never the spec itself."""
+    if getattr(args, "stdin", False) and not args.network:
+        raise SystemExit(_usage("the spec comes from standard input: name the output with -o FILE "
+                                "(- is standard output)"))
+    out = Path((args.network or Path(args.file).stem) + suffix)
+    if not getattr(args, "stdin", False) and out.resolve() == Path(args.file).resolve():
+        raise SystemExit(_usage(f"the default output {out} is the spec itself: name the output with -o FILE"))
+    return str(out)
 
 
 def check_args(args) -> dict:
@@ -67,11 +114,12 @@ def check_args(args) -> dict:
 
 def _common(p: argparse.ArgumentParser, many: bool = False) -> None:
     if many:
-        p.add_argument("files", nargs="+", metavar="FILE", help=".arch spec files")
+        p.add_argument("files", nargs="+", metavar="FILE", help=".arch spec files or zoo names")
     else:
-        p.add_argument("file", metavar="FILE", help="an .arch spec file (- reads standard input)")
+        p.add_argument("file", metavar="FILE", help="an .arch spec file, a zoo name (resnet50) or - (standard input)")
     p.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a network parameter")
-    p.add_argument("--input", action="append", metavar="NAME=SHAPE", help="override an input shape, e.g. image=[3,64,64]")
+    p.add_argument("--input", action="append", metavar="NAME=SHAPE",
+                   help="override an input shape, e.g. image=[3,64,64] or image=3,64,64")
     p.add_argument("--network", help="which network of the file (default: the last)")
     p.add_argument("--limit", action="append", metavar="NAME=N",
                    help=f"raise a resource limit ({', '.join(Limits.FIELDS)})")
@@ -86,21 +134,28 @@ def _plugin_option(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="archdsl", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="archdsl", description="Check, compile, draw, analyze and train networks "
+                                     "written as .arch specs; `archdsl COMMAND --help` for each command.")
+    parser.add_argument("--version", action="version", version=f"archdsl {__version__}",
+                        help="print the version of archdsl and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("check", help="parse, elaborate and shape-check a spec; print its layers")
     _common(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print only the totals")
+    p.add_argument("--wide", action="store_true",
+                   help="show every name whole on a terminal too (a pipe or a file always gets them whole)")
 
     p = sub.add_parser("compile", help="write a standalone PyTorch module for a spec")
     _common(p)
-    p.add_argument("-o", "--output", required=True, metavar="OUT.py", help="the file to write (- for standard output)")
+    p.add_argument("-o", "--output", metavar="OUT.py",
+                   help="the file to write (default: SPEC.py in the current folder; - for standard output)")
 
     p = sub.add_parser("render", help="draw a spec with Graphviz")
     _common(p)
-    p.add_argument("-o", "--output", required=True, metavar="OUT.{svg,png,pdf,dot}",
-                   help="the file to write (- for standard output, with --format)")
+    p.add_argument("-o", "--output", metavar="OUT.{svg,png,pdf,dot}",
+                   help="the file to write (default: SPEC.svg in the current folder, or SPEC.FORMAT with --format; "
+                        "- for standard output, with --format)")
     p.add_argument("--format", choices=("svg", "png", "pdf", "dot"), help="the output format (default: OUT's suffix)")
     p.add_argument("--max-nodes", type=int, default=None, metavar="N",
                    help="the most nodes the drawing may have (default 2,000)")
@@ -111,22 +166,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expand", action="append", default=[], metavar="NAME",
                    help="open the instances matching NAME: a dotted path or block name, globs allowed (repeatable)")
     p.add_argument("--unroll", action="store_true", help="draw every copy of a repetition")
-    p.add_argument("--rankdir", choices=("TB", "LR"), default="TB")
+    p.add_argument("--rankdir", choices=("TB", "LR"), default="TB",
+                   help="TB: the data flows top to bottom (default); LR: left to right")
     p.add_argument("--layout", choices=("auto", "u", "column"), default="auto",
                    help="u: each encoder stage beside the decoder stage its long skip feeds; auto (default): u when "
                         "long skips pair stages of equal resolution; column: never")
 
     p = sub.add_parser("summary", help="per-layer parameters, MACs and memory")
     _common(p)
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--batch", type=int, default=1, metavar="N",
+                   help="images per batch the memory is counted for (default 1)")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="the number format the memory is counted in (default fp32)")
     p.add_argument("--depth", type=int, default=None, help="one row per block at this depth")
-    p.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
+    p.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table",
+                   help="the output format (default: table)")
     p.add_argument("-o", "--output", metavar="FILE", help="write to a file instead of stdout (- is stdout)")
 
     p = sub.add_parser("chart", help="the complexity chart: accuracy (or params) against MACs")
     _common(p, many=True)
-    p.add_argument("-o", "--output", required=True, metavar="chart.png")
+    p.add_argument("-o", "--output", metavar="chart.png",
+                   help="the PNG to write (default: chart.png in the current folder; - for standard output)")
     p.add_argument("--measure", action="store_true",
                    help="beside the chart, each spec's forward latency measured on this CPU (batch 1) against its MACs")
 
@@ -141,12 +201,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(sub)
     add_eval(sub)
     add_bench(sub)
+    from .sampling import add_parser as add_sample
+    add_sample(sub)
 
     p = sub.add_parser("zoo", help="table of every spec in a folder")
     p.add_argument("dir", nargs="?", default="specs", help="the folder of specs (default: specs)")
-    p.add_argument("--format", choices=("table", "markdown"), default="table")
+    p.add_argument("--format", choices=("table", "markdown"), default="table",
+                   help="the output format (default: table)")
     p.add_argument("--parity", action="store_true", help="also run the reference parity checks (slow)")
     _plugin_option(p)
+
+    p = sub.add_parser("completion", help="print a shell completion script (bash, zsh or fish)",
+                       description="Print a completion script for SHELL on standard output.",
+                       epilog='bash: eval "$(archdsl completion bash)" in ~/.bashrc, or save it as '
+                              "~/.local/share/bash-completion/completions/archdsl; zsh: save it as _archdsl in a "
+                              "folder of $fpath; fish: save it as ~/.config/fish/completions/archdsl.fish")
+    p.add_argument("shell", choices=SHELLS, help="the shell the script is for")
     return parser
 
 
@@ -157,15 +227,16 @@ def cmd_check(args) -> int:
     from .frontend import check
     from .report import print_check
     graph = check(args.file, **check_args(args))
-    print_check(graph, quiet=args.quiet)
+    print_check(graph, quiet=args.quiet, wide=args.wide)
     return 0
 
 
 def cmd_compile(args) -> int:
-    """``archdsl compile FILE -o OUT.py``."""
+    """``archdsl compile FILE [-o OUT.py]``."""
     from .compile import class_name, run_compile
     from .files import output_name
     from .frontend import check
+    args.output = args.output or default_output(args, ".py")
     kwargs = check_args(args)
     graph = check(args.file, **kwargs)
     run_compile(graph, args.output, kwargs.get("limits"))
@@ -174,13 +245,13 @@ def cmd_compile(args) -> int:
 
 
 def cmd_render(args) -> int:
-    """``archdsl render FILE -o OUT [--format F]``: 0 drawn, 1 a spec error (drawn up to it if
+    """``archdsl render FILE [-o OUT] [--format F]``: 0 drawn, 1 a spec error (drawn up to it if
     possible) or a drawing too large for Graphviz, 2 usage."""
     import shutil
-    from pathlib import Path
 
     from . import render
     from .draw import FORMATS, INSTALL, OptionError
+    args.output = args.output or default_output(args, "." + (args.format or "svg"))
     out = Path(args.output)
     fmt = args.format or FORMATS.get(out.suffix.lower())
     if fmt is None:
@@ -206,14 +277,17 @@ def cmd_render(args) -> int:
         try:
             drawing.save(args.output, fmt)
         except RuntimeError as e:
-            print(f"archdsl: error: Graphviz could not draw {args.output}: {e}", file=sys.stderr)
+            _error(f"Graphviz could not draw {args.output}: {e}")
             return 1
         except LimitError as e:  # dot ran out of time or memory
             if error is None:
                 raise
-            print(e.render(), file=sys.stderr)
+            _diagnostic(e)
+        else:
+            if args.output != "-":
+                print(f"wrote {args.output}")
     if error is not None:
-        print(error.render(), file=sys.stderr)
+        _diagnostic(error)
         return 1
     return 0
 
@@ -243,6 +317,7 @@ def _summaries(args) -> list:
 def cmd_chart(args) -> int:
     from .analyze import chart
     from .files import output_name
+    args.output = args.output or "chart.png"
     summaries = _summaries(args)
     if args.measure:
         from .benchmark import measured_chart
@@ -275,6 +350,11 @@ def cmd_bench(args) -> int:
     return run(args)
 
 
+def cmd_sample(args) -> int:
+    from .sampling import run
+    return run(args)
+
+
 def cmd_zoo(args) -> int:
     from .frontend import check
     from .zoo import print_zoo
@@ -282,9 +362,199 @@ def cmd_zoo(args) -> int:
     return 0
 
 
+def cmd_completion(args) -> int:
+    sys.stdout.write(completion_script(args.shell))
+    return 0
+
+
 COMMANDS = {"check": cmd_check, "compile": cmd_compile, "render": cmd_render, "summary": cmd_summary,
             "chart": cmd_chart, "compare": cmd_compare, "zoo": cmd_zoo, "train": cmd_train, "eval": cmd_eval,
-            "bench": cmd_bench}
+            "bench": cmd_bench, "sample": cmd_sample, "completion": cmd_completion}
+
+
+# ----------------------------------------------------------------------------- shell completion
+# `archdsl completion bash|zsh|fish`: a script written from the parser itself, so it offers
+# every command, every option and each option's values (its choices, files, folders, specs).
+
+SHELLS = ("bash", "zsh", "fish")
+_WORD = re.compile(r"[A-Za-z0-9_.+-]+")
+
+
+def _completes(action) -> tuple[str, list]:
+    """What an argument's value completes to: ``("flag", [])`` (no value), ``("words", choices)``,
+    ``("spec", [])`` (an .arch file or a zoo name), ``("file", [])``, ``("dir", [])`` or ``("text", [])``."""
+    if action.nargs == 0:
+        return "flag", []
+    if action.choices:
+        return "words", [str(c) for c in action.choices]
+    meta = str(action.metavar or action.dest or "").upper()
+    if action.nargs == argparse.REMAINDER or not action.option_strings and meta in ("FILE", "SPEC"):
+        return "spec", []
+    if "DIR" in meta:
+        return "dir", []
+    if "FILE" in meta or "OUT" in meta or action.dest in ("output", "weights"):
+        return "file", []
+    return "text", []
+
+
+def _commands(parser) -> list[tuple[str, str, list, list]]:
+    """(name, help, options, positionals) of each command; an option is (option strings, help,
+    repeatable, completes), a positional (name, nargs, completes)."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {c.dest: c.help or "" for c in sub._choices_actions}
+    out = []
+    for name, p in sub.choices.items():
+        options, positionals = [], []
+        for a in p._actions:
+            if a.option_strings:
+                options.append((a.option_strings, _one_line(a.help), isinstance(a, argparse._AppendAction),
+                                _completes(a)))
+            else:
+                positionals.append((a.metavar or a.dest, a.nargs, _completes(a)))
+        out.append((name, _one_line(helps.get(name)), options, positionals))
+    return out
+
+
+def _one_line(text) -> str:
+    """A help text as a one-line completion description."""
+    text = " ".join(str(text or "").replace("%%", "%").split())
+    return text if len(text) <= 80 else text[:77].rsplit(" ", 1)[0] + "..."
+
+
+def _zoo_names() -> list[str]:
+    from .loader import library_dirs
+    try:
+        return sorted(p.stem for p in library_dirs()[1].glob("*.arch") if _WORD.fullmatch(p.stem))
+    except OSError:
+        return []
+
+
+def completion_script(shell: str) -> str:
+    """The completion script for ``shell`` (one of :data:`SHELLS`)."""
+    commands, zoo = _commands(build_parser()), _zoo_names()
+    head = (f"# {shell} completion for archdsl {__version__}, written by `archdsl completion {shell}`.\n"
+            "# It completes commands, options, their values, .arch files and zoo network names.\n")
+    if shell == "zsh":   # its first line names the command it completes
+        head = "#compdef archdsl\n" + head
+    return head + {"bash": _bash, "zsh": _zsh, "fish": _fish}[shell](commands, zoo)
+
+
+def _words(items) -> str:
+    """Words for a script, space-separated: only those that need no quoting in any shell."""
+    return " ".join(w for w in items if _WORD.fullmatch(w))
+
+
+def _bash(commands, zoo) -> str:
+    value = {"spec": '_archdsl_specs "$cur"', "file": "_archdsl_files -f", "dir": "_archdsl_files -d", "text": ":"}
+    lines = ['# Load it with  eval "$(archdsl completion bash)"  or save it as',
+             "# ~/.local/share/bash-completion/completions/archdsl", "",
+             "_archdsl_files() {", "    local IFS=$'\\n'", "    compopt -o filenames 2>/dev/null",
+             '    COMPREPLY+=($(compgen "$1" -- "$cur"))', "}", "",
+             "_archdsl_specs() {", f'    COMPREPLY+=($(compgen -W "{_words(zoo)}" -- "$1"))',
+             "    local IFS=$'\\n'", "    compopt -o filenames 2>/dev/null",
+             "    COMPREPLY+=($(compgen -f -X '!*.arch' -- \"$1\") $(compgen -d -- \"$1\"))", "}", "",
+             "_archdsl() {", "    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} cmd= i",
+             "    COMPREPLY=()", "    for ((i = 1; i < COMP_CWORD; i++)); do",
+             '        if [[ ${COMP_WORDS[i]} != -* ]]; then cmd=${COMP_WORDS[i]}; break; fi', "    done",
+             "    case $cmd in",
+             (f'        "") COMPREPLY=($(compgen -W "{_words(c[0] for c in commands)} -h --help --version" '
+              '-- "$cur")) ;;')]
+    for name, _, options, positionals in commands:
+        cases: dict[str, list] = {}   # what to complete -> the options whose value it completes
+        for strings, _, _, (kind, choices) in options:
+            if kind != "flag":
+                action = f'COMPREPLY=($(compgen -W "{_words(choices)}" -- "$cur"))' if kind == "words" else value[kind]
+                cases.setdefault(action, []).extend(strings)
+        lines += [f"        {name})", "            case $prev in"]
+        lines += [f"                {'|'.join(strings)}) {action}; return ;;" for action, strings in cases.items()]
+        lines.append("            esac")
+        kind, choices = positionals[0][2] if positionals else ("text", [])
+        rest = f'COMPREPLY=($(compgen -W "{_words(choices)}" -- "$cur"))' if kind == "words" else value[kind]
+        flags = _words(s for o in options for s in o[0])
+        lines.append(f'            if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W "{flags}" -- "$cur")); '
+                     f'else {rest}; fi ;;')
+    lines += ["    esac", "}", "", "complete -F _archdsl archdsl", ""]
+    return "\n".join(lines)
+
+
+def _zsh(commands, zoo) -> str:
+    def q(text: str) -> str:   # inside single quotes, and inside an _arguments [explanation]
+        return text.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]").replace("'", "'\\''")
+
+    def action(kind, choices) -> str:
+        return {"words": f"({_words(choices)})", "spec": "_archdsl_specs",
+                "file": "_files", "dir": "_files -/", "text": " "}[kind]
+
+    def message(text) -> str:
+        return re.sub(r"[^A-Za-z0-9_=.,+ /-]", "", str(text)).lower() or "value"
+
+    lines = ["# Save it as _archdsl in a folder of $fpath (before compinit runs), or source it after compinit.", "",
+             "_archdsl_specs() {",
+             "    _alternative 'files:spec file:_files -g \"*.arch(-.)\"' \\",
+             f"        'zoo:zoo network:({_words(zoo)})'", "}", "",
+             "_archdsl() {", "    local curcontext=$curcontext state line ret=1", "    local -a commands",
+             "    commands=("]
+    lines += ["        '" + f"{name}:{help_}".replace("'", "'\\''") + "'" for name, help_, _, _ in commands]
+    lines += ["    )", "    _arguments -C \\", "        '(- *)'{-h,--help}'[show help and exit]' \\",
+              "        '(- *)--version[print the version of archdsl and exit]' \\",
+              "        '1:command:->command' '*::argument:->argument' && ret=0", "    case $state in",
+              "        command) _describe -t commands 'archdsl command' commands && ret=0 ;;",
+              "        argument)", "            curcontext=${curcontext%:*:*}:archdsl-$words[1]:",
+              "            case $words[1] in"]
+    for name, _, options, positionals in commands:
+        specs = []
+        for strings, help_, many, (kind, choices) in options:
+            names = strings[0] if len(strings) == 1 else "{" + ",".join(strings) + "}"
+            prefix = "'*'" if many else f"'({' '.join(strings)})'" if len(strings) > 1 else ""
+            value = "" if kind == "flag" else f":{message(strings[-1].lstrip('-'))}:{action(kind, choices)}"
+            body = f"[{q(help_)}]{value}"
+            specs.append(f"{prefix}{names}'{body}'" if prefix else f"'{names}{body}'")
+        for meta, nargs, (kind, choices) in positionals:
+            where = "*" if nargs in ("+", "*") else "1"
+            specs.append(f"'{where}:{':' if nargs == '?' else ''}{message(meta)}:{action(kind, choices)}'")
+        lines.append(f"                {name}) _arguments \\")
+        lines += [f"                    {spec} \\" for spec in specs]
+        lines.append("                    && ret=0 ;;")
+    lines += ["            esac ;;", "    esac", "    return ret", "}", "",
+              "# autoloaded from $fpath: complete now; sourced: register the function",
+              'if [[ $funcstack[1] == _archdsl ]]; then _archdsl "$@"; else compdef _archdsl archdsl; fi', ""]
+    return "\n".join(lines)
+
+
+def _fish(commands, zoo) -> str:
+    def q(text: str) -> str:
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    specs = "(__fish_complete_suffix .arch) " + _words(zoo)
+    values = {"flag": "", "spec": f" -x -a {q(specs)}", "file": " -r -F",
+              "dir": " -x -a '(__fish_complete_directories)'", "text": " -x"}
+    lines = ["# Save it as ~/.config/fish/completions/archdsl.fish, or: archdsl completion fish | source", "",
+             "function __archdsl_command --description 'the archdsl command on the line'",
+             "    set -l words (commandline -opc)", "    for w in $words[2..-1]",
+             "        if not string match -q -- '-*' $w", "            echo $w", "            return 0", "        end",
+             "    end", "    return 1", "end", "",
+             "function __archdsl_using --description 'whether the archdsl command on the line is $argv[1]'",
+             "    set -l cmd (__archdsl_command)", '    test "$cmd" = "$argv[1]"', "end", "",
+             "complete -c archdsl -f",
+             "complete -c archdsl -n 'not __archdsl_command' -s h -l help -d 'show help and exit'",
+             "complete -c archdsl -n 'not __archdsl_command' -l version -d 'print the version of archdsl and exit'"]
+    lines += [f"complete -c archdsl -n 'not __archdsl_command' -a {name} -d {q(help_)}"
+              for name, help_, _, _ in commands]
+    for name, _, options, positionals in commands:
+        lines.append("")
+        when = f"-n '__archdsl_using {name}'"
+        for strings, help_, _, (kind, choices) in options:
+            names = " ".join(f"-l {s[2:]}" if s.startswith("--") else f"-s {s[1:]}" for s in strings)
+            what = f" -x -a {q(_words(choices))}" if kind == "words" else values[kind]
+            lines.append(f"complete -c archdsl {when} {names}{what} -d {q(help_)}")
+        for meta, _, (kind, choices) in positionals[:1]:
+            if kind == "words":
+                lines.append(f"complete -c archdsl {when} -a {q(_words(choices))}")
+            elif kind == "spec":
+                lines.append(f"complete -c archdsl {when} -a {q(specs)}")
+            elif kind == "dir":
+                lines.append(f"complete -c archdsl {when} -a '(__fish_complete_directories)'")
+    return "\n".join(lines) + "\n"
 
 
 def _read_stdin(args) -> str:
@@ -297,7 +567,7 @@ def _read_stdin(args) -> str:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.plugin:   # before anything reads a spec; a spec alone never loads Python
+        if getattr(args, "plugin", None):   # before anything reads a spec; a spec alone never loads Python
             from .extern import load_plugins
             load_plugins(args.plugin)
         if getattr(args, "file", None) == "-":
@@ -314,7 +584,7 @@ def main(argv=None) -> int:
                 return COMMANDS[args.command](args)
         return COMMANDS[args.command](args)
     except ArchError as e:
-        print(e.render(), file=sys.stderr)
+        _diagnostic(e)
         return 1
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else 2
@@ -327,8 +597,7 @@ def main(argv=None) -> int:
         return 0
     except OSError as e:  # an output that cannot be written (unreadable inputs are diagnostics, E070)
         what = f"cannot write {e.filename}: " if e.filename else ""
-        print(f"archdsl: error: {what}{e.strerror or e}", file=sys.stderr)
-        return 2
+        return _usage(f"{what}{e.strerror or e}")
 
 
 if __name__ == "__main__":

@@ -24,10 +24,32 @@ from .naming import Naming
 from .ops import OPS, BadArgument, ShapeProblem
 from .ops.tensor import line_up
 from .ops.layout import Variadic
-from .values import BlockRef, OpRef, Tensor, describe, escape, show
+from .values import BlockRef, Domain, OpRef, Tensor, choice_key, describe, escape, show
 
 
 MAX_DECL_RANK = 8   # dims a param or buffer may have
+
+
+class RequirementFailed(AssertionFailed):
+    """A `require` a design does not meet (E122): outside the design space's constraints."""
+
+
+def has_domain(v, depth: int = 0) -> bool:
+    """Whether a value holds a domain (in its containers; values are bounded by the limits)."""
+    if isinstance(v, Domain):
+        return True
+    if depth < 50 and isinstance(v, (list, tuple)):
+        return any(has_domain(i, depth + 1) for i in v)
+    if depth < 50 and isinstance(v, dict):
+        return any(has_domain(i, depth + 1) for i in v.values())
+    return False
+
+
+def _domain_hint(d: Domain) -> str:
+    if d.kind == "choice":
+        return "its values: " + show(list(d.choices), 300)[1:-1]
+    return f"a value from {show(d.low)} to {show(d.high)}" + (f" in steps of {d.step}" if d.kind == "int" and
+                                                             d.step != 1 else "") + ", both included"
 
 
 class Elaborator(Naming, Joins, Evaluator):
@@ -55,15 +77,7 @@ class Elaborator(Naming, Joins, Evaluator):
                 raise ElaborationError("E012", f"network `{net.name}` has no parameter `{key}`", net.span,
                                        hint=did_you_mean(key, known) or
                                        (f"its parameters are: {', '.join(known)}" if known else "it takes none"))
-        for p in net.params:
-            if p.name in params:
-                ctx.env[p.name] = params[p.name]
-            elif p.default is not None:
-                ctx.env[p.name] = self.ev(p.default, ctx, None)
-            else:
-                raise ElaborationError("E023", f"network parameter `{p.name}` has no default and was not set",
-                                       p.span, hint=f"set it: `--set {p.name}=...` or {p.name}=... in Python")
-        self.graph.params = dict(ctx.env)
+        self.bind_params(net, params, ctx)
         self.outputs_stmt = None
         x = self.body(net.body, ctx, None)
         for name in self.input_overrides:
@@ -75,6 +89,86 @@ class Elaborator(Naming, Joins, Evaluator):
                                    hint="add `input image: [3, 224, 224]` as its first statement")
         self._outputs(ctx, x, net)
         return self.graph
+
+    # ------------------------------------------------------------------ design spaces
+    def bind_params(self, net: A.BlockDef, params: dict, ctx: Ctx) -> None:
+        """Bind the network's parameters in ``ctx``: the overrides, else the defaults (a domain's own)."""
+        self.graph.space, self.graph.design, self.graph.design_params = {}, {}, {}
+        self.total_macs = 0
+        self.defaults = {}
+        for p in net.params:
+            default = self.param_default(p, ctx, p.name in params)
+            self.defaults[p.name] = default
+            if p.name in params:
+                ctx.env[p.name] = self.pick(p, default, params[p.name]) if has_domain(default) else params[p.name]
+            elif p.default is not None:
+                ctx.env[p.name] = default if not has_domain(default) else self.pick(p, default, None)
+            else:
+                raise ElaborationError("E023", f"network parameter `{p.name}` has no default and was not set",
+                                       p.span, hint=f"set it: `--set {p.name}=...` or {p.name}=... in Python")
+        self.graph.params = dict(ctx.env)
+
+    def param_default(self, p: A.Param, ctx: Ctx, overridden: bool):
+        """A network parameter's default, where domains may be declared; None when it has none (or,
+        overridden, when it cannot be evaluated: an override never needed it before)."""
+        if p.default is None:
+            return None
+        self.domains = True
+        try:
+            return self.ev(p.default, ctx, None)
+        except ElaborationError:
+            if overridden:
+                return None
+            raise
+        finally:
+            self.domains = False
+
+    def pick(self, p: A.Param, default, given):
+        """The value of a network parameter whose default holds domains: ``given`` (an override,
+        checked against them: E121) or the domains' defaults. Records its dimensions in
+        ``graph.space`` (name -> plain Domain: block and op choices by name), the values taken in
+        ``graph.design`` and the parameter, blocks by name, in ``graph.design_params``."""
+        if isinstance(default, Domain):
+            dims = [(p.name, default, given if given is not None else default.default)]
+        elif isinstance(default, (list, tuple)):
+            if any(has_domain(v) for v in default if not isinstance(v, Domain)):
+                raise ElaborationError("E120", f"a domain nested inside the default of `{p.name}`", p.span,
+                                       hint="a list of domains gives one dimension each: "
+                                            "`widths = [choice([16, 32]), choice([32, 64])]`")
+            if given is not None and (not isinstance(given, (list, tuple)) or len(given) != len(default)):
+                raise ElaborationError("E121", f"`{p.name}` = {show(given)} is outside its design space: it must "
+                                       f"be a list of {len(default)} values", p.span,
+                                       hint=f"its default is {show(default)}")
+            items = list(given) if given is not None else [v.default if isinstance(v, Domain) else v for v in default]
+            dims = [(f"{p.name}[{i}]", d, items[i]) for i, d in enumerate(default) if isinstance(d, Domain)]
+        else:
+            raise ElaborationError("E120", f"a domain nested inside the default of `{p.name}`", p.span,
+                                   hint="a network parameter is a domain or a list of domains")
+        chosen = {}
+        for name, d, v in dims:
+            if d.kind == "choice":
+                i = d.index(v)
+                if i is None and isinstance(v, (OpRef, BlockRef)):  # `--set act=relu` for choice(["relu", "gelu"])
+                    i = d.index(choice_key(v))
+                ok = i is not None
+                v = d.choices[i] if ok else v
+            else:
+                ok = d.contains(v)
+                v = float(v) if ok and d.kind == "float" else v
+            if not ok:
+                raise ElaborationError("E121", f"`{name}` = {show(v)} is outside its domain {d.text()}", p.span,
+                                       hint=_domain_hint(d))
+            chosen[name] = v
+            self.graph.space[name] = d.plain()
+            self.graph.design[name] = choice_key(v)
+        if isinstance(default, Domain):
+            value = chosen[p.name]
+            self.graph.design_params[p.name] = choice_key(value)
+            return value
+        value = [chosen.get(f"{p.name}[{i}]", v) for i, v in enumerate(items)]
+        value = tuple(value) if isinstance(default, tuple) else value
+        self.graph.design_params[p.name] = type(value)(choice_key(v) for v in value)
+        return value
 
     def _outputs(self, ctx: Ctx, x: Tensor | None, net: A.BlockDef) -> None:
         g = self.graph
@@ -137,6 +231,10 @@ class Elaborator(Naming, Joins, Evaluator):
             return x if arm is None else self.body(arm, ctx, x)
         if kind is A.Assert:
             self.check_assert(s, ctx, x)
+            return x
+        if kind is A.Require:
+            self._network_only(s, ctx, "require")
+            self.check_require(s, ctx, x)
             return x
         if kind is A.Input:
             return self.input(s, ctx)
@@ -215,6 +313,25 @@ class Elaborator(Naming, Joins, Evaluator):
             said = self.ev(s.message, ctx, x)
             msg += f" ({escape(said) if isinstance(said, str) else show(said, 500)})"
         raise AssertionFailed("E060", msg, s.cond.span, stack=ctx.stack, notes=notes)
+
+    def check_require(self, s: A.Require, ctx: Ctx, x) -> None:
+        """``require EXPR, "message"``: a constraint a design must meet (E122 when it does not), over
+        the parameters and the figures so far (``params``, ``macs``, tensors' shapes)."""
+        if self.truth(self.ev(s.cond, ctx, x), s.cond):
+            return
+        notes = []
+        c = s.cond
+        if isinstance(c, A.Compare) and len(c.ops) == 1:
+            notes = [f"left: {show(self.ev(c.operands[0], ctx, x))}", f"right: {show(self.ev(c.operands[1], ctx, x))}"]
+        if self.graph.design:
+            notes.append("design: " + ", ".join(f"{k}={show(v)}" for k, v in self.graph.design.items()))
+        msg = f"requirement not met: {s.text}"
+        if s.message is not None:
+            said = self.ev(s.message, ctx, x)
+            msg += f" ({escape(said) if isinstance(said, str) else show(said, 500)})"
+        raise RequirementFailed("E122", msg, s.cond.span, stack=ctx.stack, notes=notes,
+                                hint="the design is outside the space's constraints; `archdsl sample` counts "
+                                     "such designs apart from shape errors")
 
     def input(self, s: A.Input, ctx: Ctx) -> Tensor:
         self._network_only(s, ctx, "input")
@@ -511,6 +628,7 @@ class Elaborator(Naming, Joins, Evaluator):
                                  stack=ctx.stack, notes=[f"input shape: {list(s)}" for s in shapes])
             self._check_numel(shape, span, ctx)
         params, buffers = op.weights(attrs, shapes, shape)
+        self.total_macs += op.macs(attrs, [t.shape for t in inputs], shape)
         if g.total_params + params > self.limits.params:
             raise LimitError("E082", f"the network would have over {self.limits.params:,} parameters "
                              f"(this `{op_name}` alone has {params:,})", span, stack=ctx.stack,
@@ -608,9 +726,18 @@ def _frames_below() -> int:
     return n
 
 
-def elaborate(module: ModuleScope, network: str | None, params: dict, inputs: dict, limits: Limits,
-              sources: dict) -> ArchGraph:
-    """Elaborate one network of a loaded module into the IR."""
+def design_space(module: ModuleScope, network: str | None, params: dict, limits: Limits, sources: dict):
+    """The design space of a network (its parameters bound, its body not elaborated): ``(space,
+    defaults)``, ``space`` as ``graph.space`` has it, ``defaults`` each parameter's default value as
+    declared (domains in it). Raises what binding the parameters raises."""
+    net = _network_of(module, network)
+    el = Elaborator(limits, sources)
+    el.graph = ArchGraph(net.name, sources=sources)
+    el.bind_params(net, params, Ctx({}, module, in_network=True))
+    return el.graph.space, el.defaults
+
+
+def _network_of(module: ModuleScope, network: str | None) -> A.BlockDef:
     if not module.networks:
         raise ElaborationError("E014", f"{module.file} defines no network",
                                Span(module.file, 1, 1, 1, 1), hint="add `network name() { ... }`")
@@ -622,6 +749,13 @@ def elaborate(module: ModuleScope, network: str | None, params: dict, inputs: di
         raise ElaborationError("E010", f"no network `{network}` in {module.file}", None,
                                hint=did_you_mean(network, module.networks) or
                                f"networks: {', '.join(module.networks)}")
+    return net
+
+
+def elaborate(module: ModuleScope, network: str | None, params: dict, inputs: dict, limits: Limits,
+              sources: dict) -> ArchGraph:
+    """Elaborate one network of a loaded module into the IR."""
+    net = _network_of(module, network)
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(_frames_below() + STACK_FRAMES)  # the same room whoever calls: E086 says the same
     try:

@@ -69,13 +69,18 @@ class ArchError(Exception):
     def __str__(self) -> str:
         return self.render()
 
-    def render(self, sources: dict[str, str] | None = None) -> str:
-        """The full diagnostic: header, location, source line with caret, stack, notes, hint."""
+    def render(self, sources: dict[str, str] | None = None, color: bool = False) -> str:
+        """The full diagnostic: header, location, source line with caret, stack, notes, hint.
+
+        ``color`` adds ANSI styles for a terminal (the CLI decides, ``report.use_color``): the
+        header and carets red, the location and gutter blue, ``note``/``hint`` bold. The text
+        is the same either way; without ``color`` it carries no escape sequence at all."""
+        paint = _painter(color)
         sources = {**self.sources, **(sources or {})}
-        lines = [f"error[{self.code}]: {self.message}"]
+        lines = [paint("error", f"error[{self.code}]") + paint("bold", f": {self.message}")]
         span = self.span
         if span is not None:
-            lines.append(f"  --> {span}")
+            lines.append(f"  {paint('gutter', '-->')} {span}")
             text = sources.get(span.file)
             source_lines = text.split("\n") if text is not None else []
             if 0 < span.line <= len(source_lines):
@@ -91,17 +96,28 @@ class ArchError(Exception):
                         ("..." if start + _SHOWN < len(src) else "")
                     col = col - start + (3 if start else 0)
                     width = min(width, _SHOWN - (col - 1) + (3 if start else 0))
-                caret = " " * (col - 1) + "^" * max(1, width)
-                if self.label:
-                    caret += " " + self.label
-                lines += [f"{pad} |", f"{gutter} | {src}", f"{pad} | {caret}"]
+                caret = "^" * max(1, width) + (" " + self.label if self.label else "")
+                bar = paint("gutter", f"{pad} |")
+                lines += [bar, f"{paint('gutter', f'{gutter} |')} {src}",
+                          f"{bar} {' ' * (col - 1)}{paint('error', caret)}"]
+        eq = paint("gutter", "=")
         for frame in reversed(self.stack):
-            lines.append(f"  = in block {frame.block}, called at {frame.span}")
+            lines.append(f"  {eq} in block {frame.block}, called at {frame.span}")
         for note in self.notes:
-            lines.append(f"  = note: {note}")
+            lines.append(f"  {eq} {paint('bold', 'note:')} {note}")
         if self.hint:
-            lines.append(f"  = hint: {self.hint}")
+            lines.append(f"  {eq} {paint('hint', 'hint:')} {self.hint}")
         return "\n".join(lines)
+
+
+_STYLES = {"error": "1;31", "bold": "1", "gutter": "1;34", "hint": "1;36"}  # ANSI SGR codes
+
+
+def _painter(color: bool):
+    """``paint(style, text)``: ``text`` in that style when ``color``, else unchanged."""
+    if not color:
+        return lambda style, text: text
+    return lambda style, text: f"\x1b[{_STYLES[style]}m{text}\x1b[0m"
 
 
 class ParseError(ArchError):
@@ -258,4 +274,16 @@ CODES = {
     "E116": "benchmarked model failed",
     "E117": "--sync-bn needs CUDA",
     "E118": "batch not shared equally by the processes",
+    "E119": "invalid domain",
+    "E120": "domain outside a network parameter",
+    "E121": "value outside its domain",
+    "E122": "requirement not met",
+    "E123": "nothing to sample",
+    "E124": "no valid design in the sample",
+    "E125": "bad search option",
+    "E126": "grid search over an infinite domain",
+    "E127": "search storage cannot be opened",
+    "E128": "no design of the search could be trained",
+    "E129": "nothing to search",
+    "E130": "bad generate option or budget out of reach",
 }

@@ -24,7 +24,7 @@ from . import syntax as A
 from .errors import ElaborationError, LimitError, Limits, Span, did_you_mean
 from .loader import ModuleScope
 from .ops import ALIASES, OPS
-from .values import BlockRef, Equality, OpRef, Tensor, describe, order, show, type_name
+from .values import BlockRef, Domain, Equality, OpRef, Tensor, describe, order, show, type_name
 
 _MISSING = object()
 PLUGIN_HINT = "ops from Python plugins need `--plugin NAME` (`plugins=[...]` in Python)"
@@ -74,6 +74,8 @@ class Ctx:
 class Evaluator:
     """Evaluates expressions within the limits, charging ``steps``: one counter for everything
     done with it (an ``Elaborator`` is an Evaluator, so its statements charge the same one)."""
+
+    domains = False  # may `choice`, `int_range`, `float_range` make a domain here (a network parameter's default)?
 
     def __init__(self, limits: Limits):
         self.limits = limits
@@ -169,6 +171,8 @@ class Evaluator:
                 return BUILTINS[name]
             if name == "params" and hasattr(self, "graph"):  # (no graph for a `--set` value)
                 return self.graph.total_params
+            if name == "macs" and hasattr(self, "graph"):
+                return self.total_macs
         pool = list(ctx.env) + (list(module.blocks) + list(module.values or ()) if module else []) + user_ops()
         if not callable_only:
             pool += list(BUILTINS)
@@ -625,11 +629,91 @@ def _list(ev, seq=()):
     return list(seq)
 
 
+# ---------------------------------------------------------------------- domains (design spaces)
+
+def _domain_args(name: str, kw: dict, allowed: dict) -> dict:
+    """The keyword arguments of a domain builtin, defaults filled in; an unknown one is E119."""
+    for k in kw:
+        if k not in allowed:
+            raise _Oops("E119", f"`{name}` has no parameter `{k}`",
+                        did_you_mean(k, allowed) or f"its keyword parameters are: {', '.join(allowed)}")
+    return {**allowed, **kw}
+
+
+def _domain_made(ev, d: Domain, name: str, default) -> Domain:
+    if not ev.domains:
+        raise _Oops("E120", f"`{name}` declares a domain, and domains belong on network parameters only",
+                    "declare it as a network parameter's default (`network n(width = choice([16, 32]))`) "
+                    "and pass the parameter down to the block")
+    if default is not _MISSING:
+        if not d.contains(default):
+            raise _Oops("E119", f"the default {show(default)} is not in {d.text()}")
+        if d.kind == "choice":
+            default = d.choices[d.index(default)]
+        elif d.kind == "float":
+            default = float(default)
+        d = replace(d, default=default)
+    return d
+
+
+def _choice(ev, *args, **kw):
+    if len(args) != 1:
+        raise _Oops("E119", f"`choice` takes one list of values, got {len(args)} arguments",
+                    "write `choice([16, 32, 64])`")
+    opts = _domain_args("choice", kw, {"default": _MISSING})
+    values = args[0]
+    if not isinstance(values, (list, tuple)) or not values:
+        raise _Oops("E119", f"`choice` needs a non-empty list of values, got {describe(values)}",
+                    "write `choice([16, 32, 64])` or `choice([basic, bottleneck])`")
+    ev.measure(values)
+    eq = Equality(ev.charge)
+    for i, v in enumerate(values):
+        if isinstance(v, (Tensor, Domain)) or isinstance(v, Builtin):
+            raise _Oops("E119", f"a choice cannot be {describe(v)}")
+        if any(type(v) is type(w) and eq.same(v, w) for w in values[:i]):
+            raise _Oops("E119", f"`choice` lists {show(v)} twice", "list each value once")
+    return _domain_made(ev, Domain("choice", tuple(values), default=values[0]), "choice", opts["default"])
+
+
+def _int_range(ev, low, high, **kw):
+    opts = _domain_args("int_range", kw, {"step": 1, "log": False, "default": _MISSING})
+    low, high = _int_arg(low, "`int_range`'s low end"), _int_arg(high, "`int_range`'s high end")
+    step, log = _int_arg(opts["step"], "`int_range`'s step"), opts["log"]
+    if not isinstance(log, bool):
+        raise _Oops("E119", f"`log` must be true or false, got {describe(log)}")
+    if low > high:
+        raise _Oops("E119", f"`int_range({low}, {high})` is empty: its low end is above its high end")
+    if step < 1 or (high - low) % step:
+        raise _Oops("E119", f"`int_range({low}, {high}, step={step})`: the step must be a positive divisor "
+                    f"of high - low ({high - low})", "both ends are included: `int_range(2, 8, step=2)` is 2, 4, 6, 8")
+    if log and (low < 1 or step != 1):
+        raise _Oops("E119", "a log `int_range` needs a low end of at least 1 and a step of 1")
+    return _domain_made(ev, Domain("int", low=low, high=high, step=step, log=log, default=low), "int_range",
+                        opts["default"])
+
+
+def _float_range(ev, low, high, **kw):
+    opts = _domain_args("float_range", kw, {"log": False, "default": _MISSING})
+    low, high = float(_num_arg(low, "`float_range`'s low end")), float(_num_arg(high, "`float_range`'s high end"))
+    log = opts["log"]
+    if not isinstance(log, bool):
+        raise _Oops("E119", f"`log` must be true or false, got {describe(log)}")
+    if not low < high:
+        raise _Oops("E119", f"`float_range({show(low)}, {show(high)})` is empty: its low end must be below its "
+                    "high end", "a single value needs no domain")
+    if log and low <= 0:
+        raise _Oops("E119", f"a log `float_range` needs a positive low end, got {show(low)}")
+    return _domain_made(ev, Domain("float", low=low, high=high, log=log, default=low), "float_range",
+                        opts["default"])
+
+
 BUILTINS = {b.name: b for b in (
     Builtin("range", _range), Builtin("enumerate", _enumerate, kw=True), Builtin("zip", _zip),
     Builtin("len", _len), Builtin("min", _minmax(min)), Builtin("max", _minmax(max)),
     Builtin("sum", _sum, kw=True), Builtin("abs", _abs), Builtin("int", _int), Builtin("float", _float),
     Builtin("round", _round, kw=True), Builtin("list", _list),
+    Builtin("choice", _choice, kw=True), Builtin("int_range", _int_range, kw=True),
+    Builtin("float_range", _float_range, kw=True),
 )}
 
 

@@ -151,7 +151,7 @@ def add_parser(subparsers):
                    help="a safetensors file of the model's state dict (archdsl train's weights.safetensors)")
     p.add_argument("--data", default="digits", metavar="DATA",
                    help="digits (default), cifar10:PATH, cifar100:PATH, mnist:PATH or imagefolder:PATH")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="the output format (default: table)")
     p.add_argument("--batch", type=int, default=256, help="images per batch (default 256)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA when there is one)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")

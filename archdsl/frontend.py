@@ -20,13 +20,13 @@ import os
 import re
 from pathlib import Path
 
-from .elaborate import elaborate
+from .elaborate import design_space, elaborate
 from .errors import ArchError, ElaborationError, LimitError, Limits, SpecImportError, did_you_mean
 from .evaluate import Ctx, Evaluator
 from .ir import ArchGraph
 from .loader import Loader, library_dirs
 from .syntax import Var, parse_expr
-from .values import Expr, show
+from .values import Domain, Expr, show
 
 RECORD_VERSION = 1
 _RECORD_KEYS = {"version", "main", "files", "shown", "imports", "network", "params", "inputs", "limits",
@@ -141,10 +141,74 @@ def _front_end(loader: Loader, load, network, params: dict, inputs: dict, limits
     except ArchError as e:
         e.sources = {**loader.sources, **e.sources}
         raise
+    # a parameter of the design space is recorded as plain data: its block and op choices by name
+    params = {k: graph.design_params.get(k, v) for k, v in params.items()}
     graph.record = _record(loader, graph.network, params, inputs, limits)
     if os.environ.get("ARCHDSL_LINT"):  # the test suite checks the IR's invariants on every elaboration
         graph.lint()
     return graph
+
+
+# ----------------------------------------------------------------------------- design spaces
+
+class SpaceLoader:
+    """A spec loaded once, to elaborate many designs of its space (``archdsl sample``, ``search``):
+    parsing, imports and the ``--set`` values are read once; :meth:`design` elaborates one design.
+
+    ``space`` is the design space (dimension name -> plain :class:`~archdsl.values.Domain`, in
+    declaration order, as ``graph.space``), without the dimensions of the parameters given in
+    ``params`` (those are pinned). Raises :class:`ArchError` for a spec that cannot be loaded or
+    whose parameters cannot be bound."""
+
+    def __init__(self, source, *, network: str | None = None, inputs: dict | None = None,
+                 limits: Limits | dict | None = None, roots: list | None = None, base: str | None = None,
+                 text: bool | None = None, **params):
+        self.limits = limits if isinstance(limits, Limits) else Limits.of(limits)
+        self.loader = Loader(self.limits, roots)
+        try:
+            if text or (text is None and is_text(source)):
+                self.module = self.loader.load_text(source, "<string>" if text is None else "<stdin>", base)
+            else:
+                self.module = self.loader.load_file(os.fspath(source))
+            self.network = network
+            self.params, self.inputs = _read_overrides(self.module, network, params, inputs or {}, self.limits)
+            space, self.defaults = design_space(self.module, network, self.params, self.limits, self.loader.sources)
+        except RecursionError:
+            raise LimitError("E086", "the spec nests too deeply to load", hint="imports nest too deeply") from None
+        except ArchError as e:
+            e.sources = {**self.loader.sources, **e.sources}
+            raise
+        pinned = {k for k in self.params}
+        self.space = {k: d for k, d in space.items() if k.split("[", 1)[0] not in pinned}
+
+    def overrides(self, values: dict) -> dict:
+        """The network parameters for one design: ``values`` (dimension -> plain value, block and op
+        choices by name) put together with the pinned parameters."""
+        out = dict(self.params)
+        for name, default in self.defaults.items():
+            if isinstance(default, (list, tuple)) and any(f"{name}[{i}]" in values for i in range(len(default))):
+                items = [values.get(f"{name}[{i}]", v.default if isinstance(v, Domain) else v)
+                         for i, v in enumerate(default)]
+                out[name] = type(default)(items)
+            elif name in values:
+                out[name] = values[name]
+        return out
+
+    def design(self, values: dict) -> ArchGraph:
+        """Elaborate and shape-check one design (``values`` as :meth:`overrides` takes them)."""
+        params = self.overrides(values)
+        try:
+            graph = elaborate(self.module, self.network, params, dict(self.inputs), self.limits, self.loader.sources)
+        except RecursionError:
+            raise LimitError("E086", "the spec nests too deeply to load", hint="imports nest too deeply") from None
+        except ArchError as e:
+            e.sources = {**self.loader.sources, **e.sources}
+            raise
+        params = {k: graph.design_params.get(k, v) for k, v in params.items()}
+        graph.record = _record(self.loader, graph.network, params, self.inputs, self.limits)
+        if os.environ.get("ARCHDSL_LINT"):
+            graph.lint()
+        return graph
 
 
 # ----------------------------------------------------------------------------- --set and --input values

@@ -79,6 +79,9 @@ class ArchGraph:
     params: dict = field(default_factory=dict)      # the network's resolved parameters
     sources: dict = field(default_factory=dict)     # file -> text, for diagnostics
     meta_spans: dict = field(default_factory=dict)  # meta name -> Span of the statement that set it
+    space: dict = field(default_factory=dict)       # design-space dimension -> Domain (`choice(...)` defaults)
+    design: dict = field(default_factory=dict)      # the value each dimension took
+    design_params: dict = field(default_factory=dict)  # the network's parameters, chosen blocks by name
     total_params: int = 0
     total_buffers: int = 0
 

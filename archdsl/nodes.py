@@ -150,6 +150,14 @@ class Assert(Node):
 
 
 @dataclass
+class Require(Node):
+    """``require EXPR, "message"``: a constraint of a design space (E122 when a design fails it)."""
+    cond: Node
+    message: Node | None
+    text: str
+
+
+@dataclass
 class Input(Node):
     label: Label
     shape: Node

@@ -27,9 +27,9 @@ from lark.visitors import Transformer_NonRecursive
 from .errors import Limits, ParseError, Span
 
 from .nodes import (Node, Const, Var, InTensor, TensorRef, ListExpr, TupleExpr, DictExpr, Unary, Binary, Compare,
-                    BoolOp, Not, Ternary, Arg, CallExpr, Index, Attr, Slice, Comprehension, Label, Let, Assert, Input,
-                    Output, TensorDecl, Meta, Init, For, If, Bind, Chain, Item, Call, Group, Join, Ref, Param, BlockDef,
-                    Import, Module)  # noqa: F401 (re-exported)
+                    BoolOp, Not, Ternary, Arg, CallExpr, Index, Attr, Slice, Comprehension, Label, Let, Assert, Require,
+                    Input, Output, TensorDecl, Meta, Init, For, If, Bind, Chain, Item, Call, Group, Join, Ref, Param,
+                    BlockDef, Import, Module)  # noqa: F401 (re-exported)
 
 # ----------------------------------------------------------------------------- post-lexer
 
@@ -97,7 +97,7 @@ class _PostLex:
 _OPENERS = ("LPAR", "LSQB", "COMMA")
 # tokens after which an expression starts (so a `{` there opens a dict)
 _EXPRESSION_STARTS = frozenset(("LPAR", "LSQB", "COMMA", "COLON", "ADD_OP", "MUL_OP", "STAR", "POW_OP", "COMP_OP",
-                                "IN", "IF", "AND", "OR", "NOT", "ASSERT"))
+                                "IN", "IF", "AND", "OR", "NOT", "ASSERT", "REQUIRE"))
 
 
 def _starts_expression(recent) -> bool:
@@ -202,6 +202,9 @@ class _Builder(Transformer_NonRecursive):
 
     def assert_stmt(self, meta, cond, message=None):
         return Assert(self.span(meta), cond, message, self.text_of(cond.span))
+
+    def require_stmt(self, meta, cond, message=None):
+        return Require(self.span(meta), cond, message, self.text_of(cond.span))
 
     def text_of(self, span: Span) -> str:
         if self.lines is None:
@@ -416,8 +419,8 @@ _EXPECT = {
     "ADD_OP": "`+` or `-`", "MUL_OP": "`*`, `/`, `//` or `%`", "DOT": "`.`", "AT": "`@`", "STAR": "`*`",
     "POW_OP": "`**`", "$END": "the end of the file",
 }
-KEYWORDS = {"import", "block", "network", "let", "assert", "input", "output", "meta", "init", "for", "in", "if",
-            "else", "tap", "and", "or", "not", "true", "false", "none", "concat", "add", "mean", "mul", "dense",
+KEYWORDS = {"import", "block", "network", "let", "assert", "require", "input", "output", "meta", "init", "for", "in",
+            "if", "else", "tap", "and", "or", "not", "true", "false", "none", "concat", "add", "mean", "mul", "dense",
             "residual", "sub", "matmul", "stack", "sdpa", "param", "buffer", "inline"}
 _FORBIDDEN = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c\u2028\u2029]|[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]"
                         "|[\ud800-\udfff]")
@@ -576,8 +579,8 @@ def _syntax_error(e: UnexpectedInput, parser: Lark, text: str, file: str, line0:
 # an item's label written with characters a bare label cannot hold (`my-block:`, `a.b:`, `"a.b":`)
 _ITEM_START = re.compile(r"(?:^|->|[{;])[ \t]*")
 _LABEL_LIKE = re.compile(r'(?:"[^"\n]*"|[^\s:(){}\[\],;=<>"\'@*+/%!]+(?: [^\s:(){}\[\],;=<>"\'@*+/%!]+)*)[ \t]*:(?!=)')
-_LABEL_STARTS = {"let", "assert", "input", "output", "meta", "init", "for", "if", "else", "param", "buffer", "import",
-                 "block", "network", "inline", "tap", "return", "def", "class", "while"}
+_LABEL_STARTS = {"let", "assert", "require", "input", "output", "meta", "init", "for", "if", "else", "param", "buffer",
+                 "import", "block", "network", "inline", "tap", "return", "def", "class", "while"}
 
 
 def _label_hint(text: str, line: int, col: int) -> str | None:

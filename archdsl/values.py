@@ -108,6 +108,97 @@ class Expr:
     note: Any = None
 
 
+@dataclass(frozen=True, eq=False, repr=False)
+class Domain:
+    """A design space's dimension, the default of a network parameter (``choice([16, 32])``,
+    ``int_range(2, 8)``, ``float_range(0.25, 4, log=true)``): the values it may take and the one
+    used when nothing picks another. ``kind`` is "choice", "int" or "float"; a choice holds its
+    ``choices`` (any values of the language, blocks and ops too), a range its ``low`` and ``high``
+    (both included), ``step`` (ints) and ``log`` (sampled uniformly in the logarithm).
+    ``default`` is a value of the domain (the first choice, the low end, unless ``default=``)."""
+
+    kind: str
+    choices: tuple = ()
+    low: Any = None
+    high: Any = None
+    step: Any = None
+    log: bool = False
+    default: Any = None
+
+    value_kind = "domain"
+
+    def __repr__(self):
+        return self.text()
+
+    @property
+    def finite(self) -> bool:
+        return self.kind != "float"
+
+    def size(self) -> int | None:
+        """How many values it holds (None for a float range)."""
+        if self.kind == "choice":
+            return len(self.choices)
+        if self.kind == "int":
+            return (self.high - self.low) // self.step + 1
+        return None
+
+    def values(self) -> list:
+        """Every value of a finite domain, in order (a choice's, a range's from low to high)."""
+        if self.kind == "choice":
+            return list(self.choices)
+        if self.kind == "int":
+            return list(range(self.low, self.high + 1, self.step))
+        raise ValueError("a float range has no list of values")
+
+    def index(self, v, eq=None) -> int | None:
+        """The position of ``v`` among a choice's values (by the language's equality, or by the
+        name a block or op choice is recorded under), else None."""
+        eq = eq or Equality()
+        for i, c in enumerate(self.choices):
+            if type(c) is type(v) and eq.same(c, v):
+                return i
+        if isinstance(v, str):
+            for i, c in enumerate(self.choices):
+                if isinstance(c, _Ref) and choice_key(c) == v:
+                    return i
+        return None
+
+    def contains(self, v) -> bool:
+        if self.kind == "choice":
+            return self.index(v) is not None
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return False
+        if self.kind == "int":
+            return isinstance(v, int) and self.low <= v <= self.high and (v - self.low) % self.step == 0
+        return self.low <= v <= self.high
+
+    def plain(self) -> "Domain":
+        """The same domain with block and op choices replaced by their names (what records,
+        CSV files and Optuna hold): ``choice([basic, bottleneck])`` -> ``("basic", "bottleneck")``."""
+        if self.kind != "choice":
+            return self
+        return Domain(self.kind, tuple(choice_key(c) for c in self.choices), default=choice_key(self.default))
+
+    def text(self, limit: int = 200) -> str:
+        """The domain as the language writes it: ``choice([16, 32, 64])``, ``int_range(2, 8, step=2)``."""
+        if self.kind == "choice":
+            return "choice(" + show(list(self.choices), limit) + ")"
+        name = "int_range" if self.kind == "int" else "float_range"
+        extra = (f", step={self.step}" if self.kind == "int" and self.step != 1 else "") + (
+            ", log=true" if self.log else "")
+        return f"{name}({show(self.low)}, {show(self.high)}{extra})"
+
+
+def choice_key(v):
+    """How a choice's value is recorded: plain data as it is, a block or op value by its text
+    (``bottleneck``, ``conv(3)``)."""
+    if isinstance(v, _Ref):
+        text = show(v, 200)
+        kind = type_name(v) + " "
+        return text[len(kind):] if text.startswith(kind) else text
+    return v
+
+
 def type_name(v) -> str:
     if isinstance(v, bool):
         return "bool"
@@ -390,6 +481,8 @@ def _scalar(v, depth: int, room: int) -> str:
         return repr(v)
     if isinstance(v, Tensor):
         return f"tensor {list(v.shape)}"
+    if isinstance(v, Domain):
+        return v.text(max(room, 20))
     if isinstance(v, range):
         return f"range({_scalar(v.start, 1, room)}, {_scalar(v.stop, 1, room)}, {_scalar(v.step, 1, room)})"
     name = getattr(v, "name", None)

@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import archdsl  # noqa: E402
-from archdsl import benchmark, comparison  # noqa: E402
+from archdsl import benchmark, comparison, generate, sampling  # noqa: E402
 from archdsl.errors import CODES  # noqa: E402
 from archdsl.values import Expr  # noqa: E402
 
@@ -76,6 +76,20 @@ def on_data(data, weights=None):
             return evaluate(path, folder / weights, data=where, **kwargs)
         return check_for_data(path, where, **kwargs)
     return call
+
+
+def searches(**options):
+    """What `archdsl search` does with a spec: search its space (one 1-step trial unless told; the
+    run folder beside the spec, no table)."""
+    def call(path, **kwargs):
+        from archdsl.search import search
+        o = {"trials": 1, "steps": 1, "latency": False, "quiet": True, "out": str(Path(path).parent / "run"),
+             **options}
+        return search(path, **o, **kwargs)
+    return call
+
+
+SPACE = "network t(w = choice([8, 16])) {\n    input image: [3, 8, 8]\n    conv(w, 3)\n}\n"
 
 
 def net(body: str, blocks: str = "") -> str:
@@ -196,6 +210,32 @@ EXAMPLES = [
     Example("E116", "network t() {\n    input image: [3, 1, 1]\n    bn\n}\n", None, None,
             "t cannot take a training step at batch 1",
             call=lambda path, **kw: benchmark.bench(path, train=True, runs=1, warmup=0)),
+    Example("E119", "network t(w = choice([])) {\n    input image: [3, 32, 32]\n    conv(w, 3)\n}\n", 1, 15,
+            "`choice` needs a non-empty list of values"),
+    Example("E119", "network t(w = int_range(2, 8, stpe=2)) {\n    input image: [3, 32, 32]\n    conv(w, 3)\n}\n",
+            1, 15, "`int_range` has no parameter `stpe`"),
+    Example("E120", net("    let w = choice([8, 16])\n    conv(w, 3)"), 3, 13,
+            "domains belong on network parameters only"),
+    Example("E121", "network t(w = choice([8, 16])) {\n    input image: [3, 32, 32]\n    conv(w, 3)\n}\n", 1, 11,
+            "`w` = 24 is outside its domain choice([8, 16])", {"w": 24}),
+    Example("E122", net('    conv(8, 3)\n    require params < 100, "a tiny network"'), 4, 13,
+            "requirement not met: params < 100 (a tiny network)"),
+    Example("E123", net("    relu"), None, None, "network `t` declares no design space",
+            call=lambda path, **kw: list(sampling.sample_designs(path, 5))),
+    Example("E124", "network t(w = choice([8, 16])) {\n    input image: [3, 4, 4]\n    conv(w, 5)\n}\n", None, None,
+            "no valid design in the 4 drawn from `example`",
+            call=lambda path, **kw: sampling.some_valid([sampling.sample(path, 4)])),
+    Example("E125", SPACE, None, None, "unknown --sampler 'bayes'", call=searches(sampler="bayes")),
+    Example("E126", "network t(m = float_range(0.5, 2)) {\n    input image: [3, 8, 8]\n    conv(8, 3)\n}\n", None,
+            None, "--sampler grid needs every domain finite: `m` is float_range(0.5, 2.0)", call=searches(sampler="grid")),
+    Example("E127", SPACE, None, None, "cannot open the storage nosuchdb://host/study",
+            call=searches(storage="nosuchdb://host/study")),
+    Example("E128", SPACE.replace("conv(w, 3)", 'conv(w, 3)\n    require w > 16, "wider"'), None, None,
+            "no design of the space could be trained: all 2 trials failed (E122 ×2)", call=searches(trials=2)),
+    Example("E129", net("    relu"), None, None, "nothing to search: network `t` declares no design space",
+            call=searches()),
+    Example("E130", net("    relu"), None, None, "--ops names `batchnorm`, which the generator does not know",
+            call=lambda path, **kw: generate.generate(1, ops="conv,batchnorm")),
     Example("E091", net("    relu * 30"), 1, 1, "over the bounds of 10 nodes", {"max_nodes": 10}, call=draws),
     Example("E092", net("    relu"), 1, 1, "dot ran out of time: still drawing after 0.001 s", {"dot_timeout": 0.001},
             call=draws),

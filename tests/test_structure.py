@@ -28,9 +28,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "archdsl"
 
 FOUNDATION = {"errors", "values", "files", "initializers"}
 FRONT_END = ["nodes", "syntax", "loader", {"evaluate", "naming"}, "joins", "elaborate", "frontend", "specwriter"]
-BACK_END = {"compile", "memory", "draw", "analyze", "reference", "report", "zoo", "data"}
+BACK_END = {"compile", "export", "export_text", "export_optional", "memory", "draw", "analyze", "reference", "report", "zoo", "data"}
 COMPOSITION = {"__init__", "__main__", "cli", "commands", "extern", "train", "runs", "evaluation", "progress",
-               "benchmark", "distributed", "comparison"}
+               "benchmark", "distributed", "comparison", "sampling", "search", "generate"}
 
 # module -> (rank, side): a module may import another of rank <= its own on its side or on
 # the shared trunk (side None); the back end and the front end never import each other.
