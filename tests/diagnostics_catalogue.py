@@ -92,6 +92,39 @@ def searches(**options):
 SPACE = "network t(w = choice([8, 16])) {\n    input image: [3, 8, 8]\n    conv(w, 3)\n}\n"
 
 
+def trains(**options):
+    """What `archdsl train` does with a spec: train it (here one or two steps into a scratch run folder)."""
+    def call(path, **kwargs):
+        from archdsl import train
+        opts = {"steps": 1, "out": "run", **options}
+        opts["out"] = str(Path(path).parent / opts["out"])
+        return train(path, quiet=True, **opts, **kwargs)
+    return call
+
+
+def resumes(path, **kwargs):
+    """`archdsl train --resume FOLDER` on a folder that holds no run."""
+    from archdsl import train
+    return train(None, resume=Path(path).parent)
+
+
+def compiles_badly(path, **kwargs):
+    """`archdsl train --compile` where torch.compile fails (made to fail here)."""
+    import torch
+    real = torch.compile
+
+    def failing(model, **kw):
+        raise RuntimeError("no working C++ compiler")
+    torch.compile = failing
+    try:
+        return trains(compile=True)(path, **kwargs)
+    finally:
+        torch.compile = real
+
+
+HEAD = "global_avgpool -> flatten -> linear(classes)"
+
+
 def net(body: str, blocks: str = "") -> str:
     return f"{blocks}network t(classes = 10) {{\n    input image: [3, 32, 32]\n{body}\n}}\n"
 
@@ -201,6 +234,17 @@ EXAMPLES = [
             call=on_data("digits")),
     Example("E105", net("    global_avgpool -> flatten -> linear(classes)"), None, None, "none.safetensors does not exist",
             call=on_data("digits", weights="none.safetensors")),
+    Example("E106", net(f"    {HEAD}"), None, None, "--lr must be a positive number, got -1.0", call=trains(lr=-1.0)),
+    Example("E107", net("    conv(4, 3) -> relu\n    side: tap head(classes)\n    logits = head(classes)\n    output logits, side",
+                        "block head(classes) { global_avgpool -> flatten -> linear(classes) }\n"),
+            None, None, "network `t` has 2 outputs (`logits` [10], `side` [10])", call=trains()),
+    Example("E108", net(f"    {HEAD}"), None, None, "the run stopped", call=trains(lr=1e30, steps=30)),
+    Example("E109", net(f"    {HEAD}"), None, None, "cannot write the run folder", files={"taken": ""},
+            call=trains(out="taken")),
+    Example("E110", net(f"    {HEAD}"), None, None, "is not a run folder: it has no options.json", call=resumes),
+    Example("E111", net(f"    {HEAD}"), None, None, "--amp fp16 needs CUDA", call=trains(amp="fp16", device="cpu")),
+    Example("E112", net(f"    {HEAD}"), None, None,
+            "torch.compile could not compile `t`: RuntimeError: no working C++ compiler", call=compiles_badly),
     Example("E113", net("    conv(8, 3)"), None, None, "network `t` has no `size` parameter for --size 64 to set",
             call=lambda path, **kw: benchmark.bench(path, size=64, runs=1, warmup=0)),
     Example("E114", net("    conv(8, 3)"), None, None, "--runs must be an integer >= 1, got 0",
