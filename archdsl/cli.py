@@ -203,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench(sub)
     from .sampling import add_parser as add_sample
     add_sample(sub)
+    from .generate import add_parser as add_generate
+    from .search import add_parser as add_search
+    add_search(sub)
+    add_generate(sub)
 
     p = sub.add_parser("zoo", help="table of every spec in a folder")
     p.add_argument("dir", nargs="?", default="specs", help="the folder of specs (default: specs)")
@@ -355,6 +359,16 @@ def cmd_sample(args) -> int:
     return run(args)
 
 
+def cmd_search(args) -> int:
+    from .search import run
+    return run(args)
+
+
+def cmd_generate(args) -> int:
+    from .generate import run
+    return run(args)
+
+
 def cmd_zoo(args) -> int:
     from .frontend import check
     from .zoo import print_zoo
@@ -369,7 +383,7 @@ def cmd_completion(args) -> int:
 
 COMMANDS = {"check": cmd_check, "compile": cmd_compile, "render": cmd_render, "summary": cmd_summary,
             "chart": cmd_chart, "compare": cmd_compare, "zoo": cmd_zoo, "train": cmd_train, "eval": cmd_eval,
-            "bench": cmd_bench, "sample": cmd_sample, "completion": cmd_completion}
+            "bench": cmd_bench, "sample": cmd_sample, "search": cmd_search, "generate": cmd_generate, "completion": cmd_completion}
 
 
 # ----------------------------------------------------------------------------- shell completion

@@ -286,4 +286,8 @@ CODES = {
     "E128": "no design of the search could be trained",
     "E129": "nothing to search",
     "E130": "bad generate option or budget out of reach",
+    "E131": "no such model in the zoo",
+    "E132": "weights file not found",
+    "E133": "weights that do not fit the model",
+    "E134": "weights the model has no source for",
 }

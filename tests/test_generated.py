@@ -1,4 +1,5 @@
-"""Random valid architectures (tests/archgen.py): archdsl's static shapes and parameter counts
+"""Random valid architectures (archdsl.generate, drawn by Hypothesis through tests/archgen.py):
+archdsl's static shapes and parameter counts
 equal the generator's own model of PyTorch's rules, and equal what the compiled torch module
 does on a real batch: every output's shape, the parameter and buffer counts, and the output
 shape of every op that is a torch submodule (forward hooks), in eval and in training mode.
