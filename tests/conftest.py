@@ -47,10 +47,23 @@ def error_of(source, **kwargs) -> archdsl.ArchError:
 
 
 def state_suffixes(d: dict) -> list[str]:
-    """The state_dict entries of the torch module an IR node with weights or buffers becomes."""
+    """The state_dict entries of the torch module an IR node with weights or buffers becomes
+    (a declared ``param`` / ``buffer`` is one entry, the node's own name: the suffix "")."""
     op, a = d["op"], d["attrs"]
-    if op in ("conv", "linear"):
+    if op == "param":
+        return [""]
+    if op in ("conv", "conv_transpose", "linear"):
         return ["weight"] + (["bias"] if a["bias"] else [])
+    if op in ("layernorm", "groupnorm", "layernorm_channels"):
+        return ["weight", "bias"] if a["affine"] else []
+    if op == "attention":
+        return ["in_proj_weight"] + (["in_proj_bias"] if a["bias"] else []) + ["out_proj.weight"] + \
+            (["out_proj.bias"] if a["bias"] else [])
     if op == "bn":
         return (["weight", "bias"] if a["affine"] else []) + ["running_mean", "running_var", "num_batches_tracked"]
     raise AssertionError(f"{d['name']}: no state_dict suffixes known for op `{op}`")
+
+
+def state_key(d: dict, suffix: str) -> str:
+    """The state_dict key of one of a node's entries: ``name.suffix``, or the name for a declared tensor."""
+    return f"{d['name']}.{suffix}" if suffix else d["name"]

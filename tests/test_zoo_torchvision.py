@@ -22,7 +22,7 @@ import pytest
 import archdsl
 from archdsl import reference as references
 from archdsl.zoo import source_lines
-from conftest import ROOT, checked, state_suffixes
+from conftest import ROOT, checked, state_key, state_suffixes
 from zoo_reference import ROWS, ZooRow
 
 torch = pytest.importorskip("torch")
@@ -116,13 +116,13 @@ def test_static(row):
     assert graph.total_buffers == sum(b.numel() for b in ref.buffers())
 
     state = ref.state_dict()
-    expected = {f"{d['name']}.{s}" for d in weighted_nodes(graph) for s in state_suffixes(d)}
+    expected = {state_key(d, s) for d in weighted_nodes(graph) for s in state_suffixes(d)}
     missing, unexpected = sorted(set(state) - expected), sorted(expected - set(state))
     assert not missing and not unexpected, f"missing from the spec: {missing[:8]}; not in the reference: " \
                                            f"{unexpected[:8]}"
     params = dict(ref.named_parameters())
     for d in weighted_nodes(graph):   # node by node: element counts of its parameters and buffers
-        keys = [f"{d['name']}.{s}" for s in state_suffixes(d)]
+        keys = [state_key(d, s) for s in state_suffixes(d)]
         assert d["params"] == sum(state[k].numel() for k in keys if k in params), d["name"]
         assert d["buffers"] == sum(state[k].numel() for k in keys if k not in params), d["name"]
 
@@ -175,6 +175,17 @@ def randomise_batchnorm(model, seed: int = 0) -> None:
                     m.bias.normal_(0.0, 0.2, generator=g)
 
 
+def randomise_constants(model, seed: int = 1) -> None:
+    """Noise on every parameter a fresh model holds at one constant: torchvision's ViT starts with a
+    zero head and class token, unit layer norms and zero biases (its outputs are all zero, and any
+    spec would match them)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.numel() > 1 and p.std() == 0:
+                p.add_(0.2 * torch.randn(p.shape, generator=g))
+
+
 @pytest.mark.parametrize("row", ROWS, ids=IDS)
 def test_parity(row, record_property):
     """Strict state_dict load of the reference (random weights and batch-norm statistics), then the
@@ -185,6 +196,7 @@ def test_parity(row, record_property):
     pytest.importorskip("archdsl.compile")
     ref = build_reference(row).eval()
     randomise_batchnorm(ref)
+    randomise_constants(ref)
     state = ref.state_dict()
     for i, size in enumerate([row.input[1]] + ([row.alt_size] if row.alt_size else [])):
         params = row.spec_params if i == 0 else {**row.spec_params, "size": size}
