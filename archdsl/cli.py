@@ -237,13 +237,14 @@ def cmd_check(args) -> int:
 
 def cmd_compile(args) -> int:
     """``archdsl compile FILE [-o OUT.py]``."""
-    from .compile import class_name, run_compile
+    from .compile import class_name
+    from .export import run_export
     from .files import output_name
     from .frontend import check
     args.output = args.output or default_output(args, ".py")
     kwargs = check_args(args)
     graph = check(args.file, **kwargs)
-    run_compile(graph, args.output, kwargs.get("limits"))
+    run_export(graph, args.output, kwargs.get("limits"))
     print(f"wrote {output_name(args.output)}: class {class_name(graph.network)}, {graph.total_params:,} parameters")
     return 0
 

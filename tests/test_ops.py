@@ -244,7 +244,10 @@ def test_join_numerics():
 
 def test_plain_add_is_plain():
     op = OPS["add"]
-    assert op.forward(op.bind([], {}), ["a", "b"], None, True) == "a + b"
+    assert op.forward(op.bind([], {}), ["a", "b"], None, False) == "a + b"
+    assert op.forward(op.bind([], {}), ["a", "b"], None, True) == "a.add_(b)"   # into a fresh first input
+    assert op.forward(op.bind([[1, 0.2]], {}), ["a", "b"], None, True) == "a.add_(b, alpha=0.2)"
+    assert op.forward(op.bind([[0.2, 1]], {}), ["a", "b"], None, True) == "0.2 * a + b"
     assert op.forward(op.bind([[1, 1], [1, 1]], {}), ["a", "b"], None, False) == "a + b"
     assert op.forward(op.bind([[2, 1], [1, 0.5]], {}), ["a", "b"], None, False) == \
         "2.0 * a + drop_path(b, 0.5, self.training)"

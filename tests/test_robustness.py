@@ -538,7 +538,7 @@ def test_outputs_go_through_write_atomic(command, tmp_path, monkeypatch):
     import importlib
     from archdsl.cli import main
     from archdsl.files import write_atomic
-    module = importlib.import_module({"compile": "archdsl.compile", "render": "archdsl.draw",
+    module = importlib.import_module({"compile": "archdsl.export", "render": "archdsl.draw",
                                       "summary": "archdsl.analyze"}[command])
     calls = []
     monkeypatch.setattr(module, "write_atomic", lambda path, data: calls.append(path) or write_atomic(path, data))

@@ -9,7 +9,8 @@ The layers, lowest first (a module may import its own layer and the layers below
 4. the front end, itself in order: nodes (the AST), syntax, loader, evaluate and naming, joins, elaborate,
    frontend, specwriter (a spec's text back from what elaborated it);
 4'. the back end, beside the front end and never importing it: compile, draw, analyze,
-   reference, report, zoo (each takes an ``ArchGraph``), data (training data for a shape);
+   reference, report, zoo (each takes an ``ArchGraph``), data (training data for a shape), highlight
+   (the Pygments lexer and TextMate grammar, from the op registry alone);
 5. the composition: ``archdsl/__init__.py`` (the API), cli (and ``__main__``, commands), extern
    (loading plugins: importing Python the user named), train, runs and evaluation, which check a
    spec with the front end and hand the IR to a stage.
@@ -28,9 +29,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "archdsl"
 
 FOUNDATION = {"errors", "values", "files", "initializers"}
 FRONT_END = ["nodes", "syntax", "loader", {"evaluate", "naming"}, "joins", "elaborate", "frontend", "specwriter"]
-BACK_END = {"compile", "export", "export_text", "export_optional", "memory", "draw", "analyze", "reference", "report", "zoo", "data"}
+BACK_END = {"compile", "export", "export_text", "export_optional", "memory", "draw", "analyze", "reference", "report", "zoo", "data",
+            "highlight"}
 COMPOSITION = {"__init__", "__main__", "cli", "commands", "extern", "train", "runs", "evaluation", "progress",
-               "benchmark", "distributed", "comparison", "sampling", "search", "generate"}
+               "benchmark", "distributed", "comparison", "sampling", "search", "generate", "models"}
 
 # module -> (rank, side): a module may import another of rank <= its own on its side or on
 # the shared trunk (side None); the back end and the front end never import each other.

@@ -53,6 +53,12 @@ class Add(Op):
         return same_shapes("add", xs)
 
     def forward(self, a, args, mod, inplace):
+        scale = a["scale"] or [1] * len(args)
+        if inplace and a["survival"] is None and scale[0] == 1 and len(args) > 1:
+            # the first input is a fresh tensor only this join reads: add into it, as torchvision's
+            # blocks do (`out += identity`), which saves an allocation and a pass over memory
+            return args[0] + "".join(f".add_({x})" if s == 1 else f".add_({x}, alpha={s!r})"
+                                     for x, s in zip(args[1:], scale[1:]))
         terms = []
         for i, x in enumerate(args):
             if a["survival"] is not None and a["survival"][i] != 1:
