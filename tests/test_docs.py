@@ -40,3 +40,19 @@ def test_examples_use_every_op():
         graph = checked(text, base=str(ROOT / "specs"))
         used |= {graph.node(n)["op"] for n in graph.nodes()}
     assert set(OPS) - used == set()
+
+
+OTHER_PAGES = sorted(p for p in (ROOT / "docs").glob("*.md") if p.name not in ("language.md", "errors.md"))
+OTHER_NETWORKS = [(p.name, e) for p in OTHER_PAGES for e in re.findall(r"```arch\n(.*?)```", p.read_text(), re.S)
+                  if re.search(r"^network ", e, re.M) and "--plugin" not in e]
+
+
+NETWORK_NAME = re.compile(r"^network (\w+)", re.M)
+
+
+@pytest.mark.parametrize("page,text", OTHER_NETWORKS,
+                         ids=[p + ":" + NETWORK_NAME.search(e).group(1) for p, e in OTHER_NETWORKS])
+def test_examples_of_the_other_pages_elaborate(page, text):
+    if "swiglu" in text:   # docs/plugins.md: its ops come from the example plugin
+        pytest.skip("needs the example plugin (tests/test_plugins.py checks it)")
+    assert checked(text, base=str(ROOT / "specs")).outputs
