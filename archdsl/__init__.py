@@ -24,7 +24,8 @@ from .extern import load_plugins as _load_plugins
 from .frontend import check as _check, check_files as _check_files
 from .ir import ArchGraph
 
-__all__ = ["check", "load", "loads", "render", "summary", "train", "evaluate_weights", "bench", "ArchGraph", "ArchError", "ParseError",
+__all__ = ["check", "load", "loads", "render", "summary", "train", "evaluate_weights", "bench", "list_models",
+           "create_model", "ArchGraph", "ArchError", "ParseError",
            "ElaborationError", "ShapeError", "LimitError", "SpecImportError", "AssertionFailed", "Limits"]
 __version__ = "0.1.0"
 
@@ -64,8 +65,10 @@ def render(source, **kwargs):
     """Draw a spec (a path or its text, checked with the keywords :func:`check` takes) or an
     :class:`ArchGraph` with Graphviz; the drawing options are ``archdsl.draw.render``'s.
 
-    A spec that fails to elaborate raises its diagnostic as usual, with ``.rendering``: the
-    network up to the failure, the failed op in red (None when even that is too large to draw)."""
+    A spec that fails to elaborate raises its diagnostic as usual, with ``.drawing``: the
+    network up to the failure, the failed op in red, as ``archdsl render`` draws it (a
+    ``Rendering``, so a notebook shows it: ``e.drawing``); None when the error stops before any
+    op or even that is too large to draw. ``.rendering`` is the same object (its older name)."""
     from .draw import check_options, render as draw
     _load_plugins(kwargs.pop("plugins", None))
     options = {k: kwargs.pop(k) for k in _DRAWING if k in kwargs}
@@ -77,11 +80,13 @@ def render(source, **kwargs):
     try:
         graph = check(source, **kwargs)
     except ArchError as e:
+        drawing = None
         if e.partial is not None:
             try:
-                e.rendering = draw(e.partial[0], failed=e.partial[1], **options)
+                drawing = draw(e.partial[0], failed=e.partial[1], **options)
             except LimitError:  # too large to draw: the spec's own error is what matters
                 pass
+        e.drawing = e.rendering = drawing
         raise
     return draw(graph, **options)
 
@@ -130,3 +135,5 @@ def _display(graph):
 
 
 _ir.HOOKS.update(display=_display, replay=_check_files)
+
+from .models import create_model, list_models  # noqa: E402  (the registry over the packaged zoo)

@@ -96,13 +96,40 @@ class Summary:
             w.writerow([r.name, r.op, fmt_shape(r.output), r.params, r.macs, r.activation_bytes, int(r.train_only)])
         return out.getvalue()
 
-    def to_markdown(self) -> str:
-        lines = ["| " + " | ".join(COLUMNS) + " |", "|---|---|---:|---:|---:|---:|---|"]
+    def cells(self) -> list[tuple[str, ...]]:
+        """The rows for people (markdown, HTML): ``HEADERS``' columns, numbers formatted as the
+        terminal table formats them (parameters exact, MACs in K/M/G, activations in bytes)."""
+        out = []
         for r in self.rows:
-            cells = [r.name, r.op, fmt_shape(r.output), f"{r.params:,}", f"{r.macs:,}", f"{r.activation_bytes:,}",
-                     "yes" if r.train_only else ""]
-            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-        return "\n".join(lines) + "\n\n" + "\n".join(f"- {k}: {v}" for k, v in self.notes()) + "\n"
+            op = r.op if r.ops == 1 else f"{r.op} ({r.ops} ops)"
+            out.append((printable(r.name), printable(op), fmt_shape(r.output), f"{r.params:,}", fmt_count(r.macs),
+                        fmt_bytes(r.activation_bytes), "yes" if r.train_only else ""))
+        return out
+
+    def to_markdown(self) -> str:
+        """A GitHub-flavoured markdown table with the totals below it (the csv and json formats
+        carry the exact numbers under the machine names of ``COLUMNS``)."""
+        head = "| " + " | ".join(HEADERS) + " |"
+        lines = [f"**{_md(self.network)}** (batch {self.batch}, {self.dtype})", "", head,
+                 "|" + "|".join("---:" if right else "---" for right in RIGHT) + "|"]
+        lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in self.cells()]
+        return "\n".join(lines) + "\n\n" + "\n".join(f"- **{k}**: {_md(v)}" for k, v in self.notes()) + "\n"
+
+    def _repr_html_(self) -> str:
+        """A notebook shows a summary as an HTML table, the totals below it."""
+        from html import escape
+        align = lambda right: ' style="text-align:right"' if right else ' style="text-align:left"'  # noqa: E731
+        head = "".join(f"<th{align(right)}>{escape(h)}</th>" for h, right in zip(HEADERS, RIGHT))
+        body = []
+        for row, r in zip(self.cells(), self.rows):
+            style = ' style="opacity:0.6" title="computed in training only"' if r.train_only else ""
+            body.append(f"<tr{style}>" + "".join(f"<td{align(right)}>{escape(c)}</td>" for c, right in zip(row, RIGHT))
+                        + "</tr>")
+        notes = "".join(f'<tr><th style="text-align:left">{escape(k)}</th><td style="text-align:left">'
+                        f"{escape(printable(v))}</td></tr>" for k, v in self.notes())
+        return (f'<div class="archdsl-summary"><table><caption style="text-align:left"><b>{escape(printable(self.network))}'
+                f"</b> (batch {self.batch}, {escape(self.dtype)})</caption><thead><tr>{head}</tr></thead><tbody>"
+                + "".join(body) + f"</tbody></table><table>{notes}</table></div>")
 
     def lines(self) -> list[str]:
         """The table as fixed-width text, header first (rich.Table takes seconds on 500 rows)."""
@@ -155,6 +182,16 @@ class Summary:
             text.append(f"{label:<12} ", style="bold")
             text.append(note + "\n")
         console.print(text, end="", no_wrap=True, overflow="ignore", crop=False)
+
+
+HEADERS = ("name", "op", "output", "parameters", "MACs", "activations", "training only")
+RIGHT = (False, False, True, True, True, True, False)   # the numbers' columns, right-aligned
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\|<`*"})
+
+
+def _md(text: str) -> str:
+    """Text in a markdown table cell: shown literally (a `|` would end the cell, `<` start HTML)."""
+    return printable(text).translate(_MD_SPECIAL)
 
 
 def fmt_bytes(n: int) -> str:

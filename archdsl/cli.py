@@ -209,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_generate(sub)
 
     p = sub.add_parser("zoo", help="table of every spec in a folder")
-    p.add_argument("dir", nargs="?", default="specs", help="the folder of specs (default: specs)")
+    p.add_argument("dir", nargs="?", default=None,
+                   help="the folder of specs (default: ./specs when there is one, else the packaged zoo)")
     p.add_argument("--format", choices=("table", "markdown"), default="table",
                    help="the output format (default: table)")
     p.add_argument("--parity", action="store_true", help="also run the reference parity checks (slow)")
@@ -373,7 +374,13 @@ def cmd_generate(args) -> int:
 def cmd_zoo(args) -> int:
     from .frontend import check
     from .zoo import print_zoo
-    print_zoo(args.dir, check=check, fmt=args.format, run_parity=args.parity)
+    folder = args.dir
+    if folder is None:   # a checkout's specs/, else the zoo the package ships
+        from pathlib import Path
+
+        from .loader import library_dirs
+        folder = "specs" if Path("specs").is_dir() else str(library_dirs()[1])
+    print_zoo(folder, check=check, fmt=args.format, run_parity=args.parity)
     return 0
 
 

@@ -98,7 +98,7 @@ def folder_of(name) -> Path:
         what = f"cannot be read ({getattr(e, 'strerror', None) or e})"
     if what:
         raise ArchError("E070", f"cannot list the zoo: {str(folder)!r} {what}",
-                        hint="`archdsl zoo DIR` takes a folder of .arch specs (default: specs)")
+                        hint="`archdsl zoo DIR` takes a folder of .arch specs (default: ./specs, else the packaged zoo)")
     return folder
 
 

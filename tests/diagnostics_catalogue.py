@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import archdsl  # noqa: E402
-from archdsl import benchmark, comparison, generate, sampling  # noqa: E402
+from archdsl import benchmark, comparison, generate, models, sampling  # noqa: E402
 from archdsl.errors import CODES  # noqa: E402
 from archdsl.values import Expr  # noqa: E402
 
@@ -123,6 +123,27 @@ def compiles_badly(path, **kwargs):
 
 
 HEAD = "global_avgpool -> flatten -> linear(classes)"
+
+
+def with_torch_home(path, name, weights, tensors=None):
+    """`archdsl.create_model(name, weights=...)` with TORCH_HOME in the spec's folder (empty:
+    torchvision's weights are not there) and, with ``tensors`` (key -> shape), a state dict of
+    zeros written as the file ``weights`` beside the spec."""
+    import os
+    import torch
+    folder = Path(path).parent
+    if tensors is not None:
+        torch.save({k: torch.zeros(shape) for k, shape in tensors.items()}, folder / weights)
+        weights = folder / weights
+    old = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(folder / "torch")
+    try:
+        return models.create_model(name, weights=weights)
+    finally:
+        if old is None:
+            del os.environ["TORCH_HOME"]
+        else:
+            os.environ["TORCH_HOME"] = old
 
 
 def net(body: str, blocks: str = "") -> str:
@@ -280,6 +301,14 @@ EXAMPLES = [
             call=searches()),
     Example("E130", net("    relu"), None, None, "--ops names `batchnorm`, which the generator does not know",
             call=lambda path, **kw: generate.generate(1, ops="conv,batchnorm")),
+    Example("E131", net("    relu"), None, None, "no model `resnet5` in the zoo",
+            call=lambda path, **kw: models.create_model("resnet5")),
+    Example("E132", net("    relu"), None, None, "the weights ResNet18_Weights.IMAGENET1K_V1 of torchvision:resnet18 "
+            "are not on this machine", call=lambda path, **kw: with_torch_home(path, "resnet18", "torchvision")),
+    Example("E133", net(f"    {HEAD}"), None, None, "do not fit `t`",
+            call=lambda path, **kw: with_torch_home(path, path, "w.pt", {"fc.weight": [3, 4]})),
+    Example("E134", net(f"    {HEAD}"), None, None, "weights=\"torchvision\": `t` names no `meta reference`",
+            call=lambda path, **kw: models.create_model(path, weights="torchvision")),
     Example("E091", net("    relu * 30"), 1, 1, "over the bounds of 10 nodes", {"max_nodes": 10}, call=draws),
     Example("E092", net("    relu"), 1, 1, "dot ran out of time: still drawing after 0.001 s", {"dot_timeout": 0.001},
             call=draws),
