@@ -281,3 +281,15 @@ def test_lets_conditions_and_parameters_from_text():
     assert "Unit(width, width)" in source and "Unit(width, width * 2, stride=2)" in source
     assert "Unit(width * 2, width * 2)" in source
     assert "self.fc = nn.Linear(width * 2, classes)" in source
+
+
+def test_torchinfo_and_torchview_show_the_blocks(resnet50):
+    """What users see of the exported network in the tools they use: the block classes, never a ModuleDict."""
+    torchinfo = pytest.importorskip("torchinfo")
+    torchview = pytest.importorskip("torchview")
+    _, _, namespace = resnet50
+    model = namespace["Resnet50"](classes=10, size=64).eval()
+    table = str(torchinfo.summary(model, input_size=(1, 3, 64, 64), depth=2, verbose=0))
+    assert "Bottleneck: 2-1" in table and "Sequential: 1-5" in table and "ModuleDict" not in table
+    drawing = torchview.draw_graph(model, input_size=(1, 3, 64, 64), depth=2, expand_nested=True).visual_graph.source
+    assert "Bottleneck" in drawing and "ModuleDict" not in drawing
