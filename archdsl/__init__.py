@@ -61,17 +61,19 @@ def loads(text, **kwargs):
 _DRAWING = ("depth", "expand", "unroll", "rankdir", "layout", "max_nodes", "max_edges", "dot_timeout", "dot_memory")
 
 
-def render(source, **kwargs):
+def render(source, *, params: dict | None = None, **kwargs):
     """Draw a spec (a path or its text, checked with the keywords :func:`check` takes) or an
     :class:`ArchGraph` with Graphviz; the drawing options are ``archdsl.draw.render``'s.
 
     A spec that fails to elaborate raises its diagnostic as usual, with ``.drawing``: the
     network up to the failure, the failed op in red, as ``archdsl render`` draws it (a
     ``Rendering``, so a notebook shows it: ``e.drawing``); None when the error stops before any
-    op or even that is too large to draw. ``.rendering`` is the same object (its older name)."""
+    op or even that is too large to draw. ``.rendering`` is the same object (its older name).
+    ``params`` gives network parameters whose names are drawing options (``params={"depth": 3}``)."""
     from .draw import check_options, render as draw
     _load_plugins(kwargs.pop("plugins", None))
     options = {k: kwargs.pop(k) for k in _DRAWING if k in kwargs}
+    kwargs.update(params or {})
     if isinstance(source, ArchGraph):
         if kwargs:
             raise TypeError(f"render() of an ArchGraph takes no check options: {', '.join(sorted(kwargs))}")
@@ -91,11 +93,14 @@ def render(source, **kwargs):
     return draw(graph, **options)
 
 
-def summary(source, batch: int = 1, dtype: str = "fp32", depth: int | None = None, **check_kwargs):
+def summary(source, batch: int = 1, dtype: str = "fp32", depth: int | None = None, *, params: dict | None = None,
+            **check_kwargs):
     """Per-layer parameters, MACs and memory of a spec (checked with ``check_kwargs``) or an
-    :class:`ArchGraph` (see ``archdsl.analyze.summary``)."""
+    :class:`ArchGraph` (see ``archdsl.analyze.summary``); ``params`` gives network parameters
+    whose names are the summary's own options (``params={"depth": 3}``)."""
     from . import analyze
     _load_plugins(check_kwargs.pop("plugins", None))
+    check_kwargs.update(params or {})
     analyze.check_options(batch, dtype, depth)
     if isinstance(source, ArchGraph):
         if check_kwargs:

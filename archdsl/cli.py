@@ -103,6 +103,16 @@ def default_output(args, suffix: str) -> str:
     return str(out)
 
 
+_CHECK_OPTIONS = ("text", "network", "inputs", "limits", "roots")
+
+
+def split_params(kwargs: dict) -> tuple[dict, dict]:
+    """``check_args`` as (check options, network parameters): a stage whose own options share a
+    parameter's name (``render --depth`` and ``--set depth=3``) takes the parameters apart."""
+    return ({k: v for k, v in kwargs.items() if k in _CHECK_OPTIONS},
+            {k: v for k, v in kwargs.items() if k not in _CHECK_OPTIONS})
+
+
 def check_args(args) -> dict:
     """Keyword arguments for ``archdsl.check`` from the common options (FILE ``-`` reads stdin)."""
     extra = {"text": True} if getattr(args, "stdin", False) else {}
@@ -265,10 +275,11 @@ def cmd_render(args) -> int:
             return _usage("-o - writes to standard output: name the format with --format svg|png|pdf|dot")
         return _usage(f"cannot tell the format of {args.output!r}: use one of {', '.join(FORMATS)} or --format")
     error = None
+    options, params = split_params(check_args(args))
     try:
         drawing = render(args.file, depth=args.depth, expand=args.expand, unroll=args.unroll,
                          rankdir=args.rankdir, layout=args.layout, max_nodes=args.max_nodes, max_edges=args.max_edges,
-                         **check_args(args))
+                         params=params, **options)
     except ArchError as e:
         if getattr(e, "rendering", None) is None:
             raise
@@ -302,7 +313,8 @@ def cmd_summary(args) -> int:
     from . import summary
     from .analyze import FORMATS, write_summary
     try:
-        s = summary(args.file, batch=args.batch, dtype=args.dtype, depth=args.depth, **check_args(args))
+        options, params = split_params(check_args(args))
+        s = summary(args.file, batch=args.batch, dtype=args.dtype, depth=args.depth, params=params, **options)
     except ValueError as e:
         return _usage(str(e))
     if args.format == "table" and not args.output:
@@ -391,7 +403,8 @@ def cmd_completion(args) -> int:
 
 COMMANDS = {"check": cmd_check, "compile": cmd_compile, "render": cmd_render, "summary": cmd_summary,
             "chart": cmd_chart, "compare": cmd_compare, "zoo": cmd_zoo, "train": cmd_train, "eval": cmd_eval,
-            "bench": cmd_bench, "sample": cmd_sample, "search": cmd_search, "generate": cmd_generate, "completion": cmd_completion}
+            "bench": cmd_bench, "sample": cmd_sample, "search": cmd_search, "generate": cmd_generate,
+            "completion": cmd_completion}
 
 
 # ----------------------------------------------------------------------------- shell completion

@@ -310,3 +310,13 @@ def test_completion_usage(capsys):
     with pytest.raises(SystemExit):
         main(["completion", "powershell"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_a_network_parameter_named_like_a_stage_option(tmp_path, capsys):
+    """`--set depth=N` is the network's; `--depth` is the drawing's or the summary's: no clash."""
+    spec = ROOT / "specs" / "resnet110_cifar.arch"
+    out = tmp_path / "r.dot"
+    assert main(["render", str(spec), "--set", "depth=20", "--depth", "1", "-o", str(out), "--format", "dot"]) == 0
+    assert main(["summary", str(spec), "--set", "depth=20", "--depth", "1", "--format", "csv"]) == 0
+    assert "resnet110" in out.read_text() and "\nname,op," in capsys.readouterr().out
+    assert archdsl.summary(spec, depth=1, params={"depth": 20}).total_params < archdsl.summary(spec).total_params
