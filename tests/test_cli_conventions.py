@@ -130,7 +130,7 @@ def test_default_output_names(toy, capsys):
     assert main(["compile", str(toy), "--set", "classes=5"]) == 0
     assert "wrote toy.py" in capsys.readouterr().out
     source = (toy.parent / "toy.py").read_text()
-    assert "Toy" in classes(source) and "nn.Linear(4, 5)" in source
+    assert "Toy" in classes(source) and "nn.Linear(4, classes)" in source and "classes=5" in source
     assert main(["render", str(toy), "--format", "dot"]) == 0
     assert capsys.readouterr().out == "wrote toy.dot\n"
     assert (toy.parent / "toy.dot").read_text().startswith("digraph")
@@ -319,4 +319,4 @@ def test_a_network_parameter_named_like_a_stage_option(tmp_path, capsys):
     assert main(["render", str(spec), "--set", "depth=20", "--depth", "1", "-o", str(out), "--format", "dot"]) == 0
     assert main(["summary", str(spec), "--set", "depth=20", "--depth", "1", "--format", "csv"]) == 0
     assert "resnet110" in out.read_text() and "\nname,op," in capsys.readouterr().out
-    assert archdsl.summary(spec, depth=1, params={"depth": 20}).total_params < archdsl.summary(spec).total_params
+    assert archdsl.summary(spec, depth=1, params={"depth": 20}).totals["params"] < archdsl.summary(spec).totals["params"]
