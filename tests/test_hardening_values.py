@@ -125,12 +125,12 @@ def test_python_equality_hash_and_repr_are_linear():
     """The same values from Python (analyze compares parameters with ==): equality, hash, repr and
     membership of a value doubled 100 times end at once, and hash agrees with equality."""
     a, b, c = build(100), build(100), build(100, "conv")
-    cpu = time.process_time()
+    cpu = time.thread_time()
     assert a == b and a != c and not (a == c)
     assert hash(a) == hash(b) and hash(a) == hash(a)
     assert a in [c, b] and [a, a] == [b, b] and {a: 1}[b] == 1
     assert len(repr(a)) < 100 and repr(a).startswith("op relu(relu(")
-    assert time.process_time() - cpu < 1
+    assert time.thread_time() - cpu < 1
     assert OpRef("relu", (1,)) == OpRef("relu", (1.0,)) and hash(OpRef("relu", (1,))) == hash(OpRef("relu", (1.0,)))
     assert OpRef("conv", (), (("a", 1), ("b", 2))) == OpRef("conv", (), (("b", 2), ("a", 1)))
     assert hash(OpRef("conv", (), (("a", 1), ("b", 2)))) == hash(OpRef("conv", (), (("b", 2), ("a", 1))))
@@ -195,11 +195,11 @@ def test_show_is_linear_in_its_budget():
         deep = [deep, {"k": (deep,)}]
     values = [list(range(10**6)), [[0] * 10**4] * 100, deep, build(60), [build(60)] * 10**5,
               OpRef("conv", (64, 3), (("stride", 2), ("name", "x\ny"))), 10**40, -(10**4000), "a\x1b[31mb\r\n"]
-    cpu = time.process_time()
+    cpu = time.thread_time()
     for v in values * 20:
         assert len(show(v)) <= 204
         assert len(show(v, 50)) <= 54
-    assert time.process_time() - cpu < 1
+    assert time.thread_time() - cpu < 1
     assert show(OpRef("conv", (64, 3), (("stride", 2),))) == "op conv(64, 3, stride=2)"
     assert show([OpRef("relu"), (1,), {"a": None}, True]) == '[relu, (1,), {"a": none}, true]'
     assert show(10**40) == "~10**40" and show(-(10**4000)) == "-~10**4000"

@@ -212,7 +212,7 @@ def test_summary_counts_params_and_buffers():
     b = archdsl.summary(BUFFER)
     assert (b.totals["params"], b.totals["buffers"]) == (9, 4)
     assert next(r for r in b.rows if r.name == "mask").activation_bytes == 0
-    assert b.totals["activation_bytes"] == 4 * (36 + 36 + 36 + 24)   # input, mul, add, matmul; none for tensors
+    assert b.totals["activation_bytes"] == 4 * (36 + 36 + 24)   # input, mul, matmul (add adds into mul's output); none for tensors
 
 
 def test_drawing_shows_the_param_and_its_edge():

@@ -304,9 +304,9 @@ def test_a_diamond_of_imports_is_not_exponential(tree):
             (root / f"{side}{i}.arch").write_text(f'import "d{i + 1}.arch"\nlet {side}{i} = {i}\n')
     (root / "d30.arch").write_text("let deep = 1\nblock ok() { relu }\n")
     path = main_with(root, "d0.arch", "conv(deep * 3, 1) -> ok() -> relu -> relu")
-    start = time.process_time()
+    start = time.thread_time()
     assert code_of(path) == "ok"
-    assert time.process_time() - start < 5
+    assert time.thread_time() - start < 5
 
 
 # ----------------------------------------------------------------------------- resource bombs
@@ -534,11 +534,11 @@ NUMERIC = [  # statement, code, the text the diagnostic points at
 
 @pytest.mark.parametrize("stmt, code, at", NUMERIC, ids=[n[0] for n in NUMERIC])
 def test_numeric_edge_cases_point_at_the_culprit(stmt, code, at):
-    start = time.process_time()
+    start = time.thread_time()
     with pytest.raises(ArchError) as info:
         archdsl.check(net("    " + stmt), text=True)
     e = info.value
     assert e.code == code, e.render()
     assert (e.span.line, e.span.end_line) == (4, 4)
     assert stmt[e.span.col - 5:e.span.end_col - 5] == at, e.render()
-    assert time.process_time() - start < 1
+    assert time.thread_time() - start < 1
