@@ -23,6 +23,12 @@ clipping off, no gradient accumulation. ``--sched step`` multiplies the learning
 50 % and 75 % of the steps; ``onecycle`` is torch's OneCycleLR with the learning rate as its
 peak. A step is one optimizer update (``--grad-accum K`` batches); ``--steps`` and ``--epochs``
 count the whole run, so a resumed run stops where the uninterrupted one would.
+
+Several processes (``torchrun --nproc-per-node N -m archdsl train ...``, or ``--nproc N``, which
+starts torchrun on this machine): ``archdsl.distributed`` joins the process group, wraps the
+model in DistributedDataParallel and shares ``--batch``, the global batch, between the
+processes; process 0 alone writes the run folder and prints. ``--sync-bn`` (CUDA) makes
+BatchNorm's statistics those of the global batch.
 """
 from __future__ import annotations
 
@@ -36,11 +42,19 @@ import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import runs
+from . import distributed, runs
 from .errors import ArchError
-from .runs import AMP, OPTIMIZERS, SCHEDULES, Options, TrainError
+from .runs import AMP, OPTIMIZERS, SCHEDULES, TrainError
 
 _CHECK_KEYS = ("network", "inputs", "limits", "roots", "plugins", "text", "base")
+_SUMS = ("loss_sum", "correct", "seen", "images")   # the loop's counts, which every process adds to
+
+
+@dataclass
+class Options(runs.Options):
+    """The training options of ``archdsl.runs``, and ``--sync-bn`` (see ``archdsl.distributed``)."""
+
+    sync_bn: bool = False   # BatchNorm statistics over every process's share of the batch (CUDA)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -66,7 +80,7 @@ class TrainResult:
 
 # ----------------------------------------------------------------------------- the API
 
-def train(spec=None, data: str = "digits", *, seeds=None, resume=None, callback=None, argv=None, **kwargs):
+def train(spec=None, data: str = "digits", **kwargs):
     """Train a spec (a path, spec text or an ``ArchGraph``) and return a :class:`TrainResult`.
 
     ``kwargs`` are training options (the fields of :class:`Options`: ``epochs``, ``steps``,
@@ -74,7 +88,15 @@ def train(spec=None, data: str = "digits", *, seeds=None, resume=None, callback=
     ``plugins``) or network parameters (``classes=10``). ``seeds=[0, 1, 2]`` runs one run per
     seed into ``out/seed0``, ``out/seed1``... and returns the list of results. ``resume`` (a run
     folder) continues that run with its own options. ``callback(step, info)``, called after
-    every step, may stop the run early by sending the process SIGINT or SIGTERM, as a user would."""
+    every step, may stop the run early by sending the process SIGINT or SIGTERM, as a user would.
+
+    Under torchrun every process calls it; the process group it joins is left when it returns.
+    Process 0 writes the run folder; the others' results hold the evaluations they took part in."""
+    with distributed.scope():
+        return _train(spec, data, **kwargs)
+
+
+def _train(spec=None, data: str = "digits", *, seeds=None, resume=None, callback=None, argv=None, **kwargs):
     if resume is not None:
         return _resume(Path(resume), callback, **kwargs)
     fields = {f.name for f in dataclasses.fields(Options)}
@@ -165,15 +187,20 @@ class _Session:
         import torch
         o = self.o
         try:
-            self.device = D.resolve_device(o.device)
+            self.device = distributed.device_for(o.device)   # the GPU of the local rank under torchrun
         except ValueError as e:
             raise TrainError("E106", str(e), hint="--device cpu, cuda, cuda:N or auto") from None
         if o.amp == "fp16" and self.device.type != "cuda":
             raise TrainError("E111", "--amp fp16 needs CUDA: float16 autocast with its loss scaler is a GPU feature",
                              hint="use --amp bf16 on the CPU, or --device cuda on a machine with a GPU")
+        if o.sync_bn:
+            distributed.check_sync_bn(True, self.device)
+        distributed.per_process_batch(o.batch, distributed.world_size())
+        self.ctx = distributed.init(o.device)   # after what can be refused without the other processes
         self.main, self.aux = runs.outputs(self.graph)
         shape = self.graph.node(next(iter(self.graph.inputs.values())))["shape"]
-        self.loaders = D.make_loaders(o.data, shape, o.batch, o.workers, o.seed, self.device, augment=o.augment)
+        self.loaders = D.make_loaders(o.data, shape, o.batch, o.workers, o.seed, self.device, augment=o.augment,
+                                      distributed=self.ctx.distributed)
         for loader in (self.loaders.train, self.loaders.val):
             if loader.num_workers > 0:   # Ctrl-C reaches the whole process group: the main process handles it
                 loader.worker_init_fn = runs.QuietWorker(loader.worker_init_fn)
@@ -183,8 +210,9 @@ class _Session:
         if n is not None:
             self.graph = _recheck(self.graph, n)
             self.main, self.aux = runs.outputs(self.graph)
-            print(f"note: classes = {n}, the class count of {self.loaders.data.name} "
-                  "(set it with --set classes=N)", file=sys.stderr)
+            if self.ctx.main:
+                print(f"note: classes = {n}, the class count of {self.loaders.data.name} "
+                      "(set it with --set classes=N)", file=sys.stderr)
         for a in self.aux:
             if self.graph.node(a.node)["shape"] != self.graph.node(self.main.node)["shape"]:
                 raise TrainError("E107", f"the training-only output `{a.name}` is "
@@ -194,11 +222,16 @@ class _Session:
         steps_epoch = -(-self.loaders.steps_per_epoch // o.grad_accum)
         self.steps_per_epoch = steps_epoch
         self.total = o.steps if o.steps is not None else (o.epochs or 10) * steps_epoch
-        self.run_dir = runs.make_run_dir(Path(o.out) if o.out else _default_dir(self.graph.network), fresh)
         from . import analyze
         self.totals = analyze.summary(self.graph).totals
-        if fresh:
-            self._write_start_files()
+
+        def make_folder():   # process 0's; the others take its folder's name
+            self.run_dir = runs.make_run_dir(Path(o.out) if o.out else _default_dir(self.graph.network), fresh)
+            if fresh:
+                self._write_start_files()
+            return self.run_dir
+        self.run_dir = distributed.main_first(make_folder, self.ctx)
+        self.rows = []   # this process's evaluations (process 0's are metrics.jsonl)
         from .compile import compile_graph
         import random
 
@@ -209,12 +242,18 @@ class _Session:
         self.model = compile_graph(self.graph, seed=o.seed, device=self.device, limits=self.graph.record.get("limits"))
         if o.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.forward = self.model
+        if o.sync_bn:
+            self.model = distributed.convert_sync_bn(self.model, self.device)
+        self.forward = distributed.wrap(self.model, self.ctx, find_unused=distributed.unused_parameters(self.graph))
         if o.compile:
             try:
-                self.forward = torch.compile(self.model)
+                self.forward = torch.compile(self.forward)
             except Exception as e:  # (no torch.compile on this Python, a broken install)
                 raise self._compile_error(e) from None
+        # validation runs outside DDP: the processes' shares of the validation split may differ by a batch
+        self.evaluator = self.model if self.ctx.active else self.forward
+        if self.ctx.rank:   # the same weights (DDP starts from process 0's), other dropout masks
+            torch.manual_seed(o.seed + 1_000_003 * self.ctx.rank)
         self.optimizer = runs.optimizer(self.model, o)
         self.scheduler = runs.scheduler(self.optimizer, o, self.total)
         self.scaler = torch.amp.GradScaler("cuda", enabled=o.amp == "fp16")
@@ -280,7 +319,11 @@ class _Session:
         if self.device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.state = state["loop"]
-        runs.truncate_metrics(self.run_dir / "metrics.jsonl", self.state["step"])
+        if self.ctx.rank:   # the sums are process 0's, which carries them on; other dropout masks
+            self.state.update({k: 0 * self.state[k] for k in _SUMS})
+            torch.manual_seed(self.o.seed + 1_000_003 * self.ctx.rank + self.state["step"])
+        if self.ctx.main:
+            runs.truncate_metrics(self.run_dir / "metrics.jsonl", self.state["step"])
 
     def _not_finite(self, what: str) -> TrainError:
         """E108: the run stops; the last checkpoint (always one of finite weights) stays."""
@@ -299,9 +342,10 @@ class _Session:
             raise self._not_finite(f"the weights are not finite after step {self.state['step']}")
         rng = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None}
-        runs.save_checkpoint(self.run_dir, self.model, {
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(), "rng": rng, "loop": dict(self.state)})
+        if self.ctx.main:
+            runs.save_checkpoint(self.run_dir, self.model, {
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "rng": rng, "loop": dict(self.state)})
         self.checkpointed = self.state["step"]
 
     # --- the loop
@@ -310,8 +354,8 @@ class _Session:
         o, st = self.o, self.state
         self.checkpointed = st["step"]
         stop = runs.StopSignals()
-        writer = runs.tensorboard_writer(self.run_dir) if st["step"] < self.total else None
-        progress = Progress(self.total, st["step"], quiet=o.quiet, title=self.graph.network)
+        writer = runs.tensorboard_writer(self.run_dir) if st["step"] < self.total and self.ctx.main else None
+        progress = Progress(self.total, st["step"], quiet=o.quiet or not self.ctx.main, title=self.graph.network)
         started = time.perf_counter()
         wall0 = st["wall_s"]
         try:
@@ -360,7 +404,7 @@ class _Session:
             done = st["step"] >= self.total
             if last_of_epoch:
                 st["epoch"], st["batch"] = st["epoch"] + 1, 0
-            progress.update(st, self._rate())
+            progress.update(st, self._rate() * self.ctx.world)
             if (o.eval_every and st["step"] % o.eval_every == 0) or (not o.eval_every and last_of_epoch) or done:
                 st["wall_s"] = wall0 + time.perf_counter() - started
                 st["eval_due"] = True    # (a checkpoint written while it runs evaluates again on resume)
@@ -369,10 +413,10 @@ class _Session:
                 self._checkpoint()
             if callback is not None:
                 callback(st["step"], dict(st))
-            if stop.signame is not None:
+            if distributed.any_rank(stop.signame is not None, self.ctx):   # every process stops here
                 if self.checkpointed != st["step"]:
                     self._checkpoint()
-                raise Interrupted(self.run_dir, st["step"], stop.signame)
+                raise Interrupted(self.run_dir, st["step"], stop.signame or "SIGTERM")
             if done or last_of_epoch:
                 break
             self.model.train()
@@ -395,27 +439,9 @@ class _Session:
         o, st = self.o, self.state
         n = sum(len(y) for _, y in group)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(o.amp)
-        for x, y in group:
-            x = x.to(self.device, non_blocking=True)
-            y = y.to(self.device, non_blocking=True)
-            if o.channels_last and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-                out = self._forward(x)
-            main, aux = runs.split(out, self.graph, self.main, self.aux)
-            main = main.float()
-            loss = torch.nn.functional.cross_entropy(main, y, label_smoothing=o.label_smoothing)
-            for a in aux:
-                loss = loss + o.aux_weight * torch.nn.functional.cross_entropy(a.float(), y,
-                                                                              label_smoothing=o.label_smoothing)
-            value = loss.item()
-            if not math.isfinite(value):
-                raise self._not_finite(f"the loss is {value} at step {st['step'] + 1} (epoch {st['epoch'] + 1})")
-            self.scaler.scale(loss * (len(y) / n)).backward()
-            st["loss_sum"] += value * len(y)
-            st["correct"] += int((main.detach().argmax(1) == y).sum())
-            st["seen"] += len(y)
-            st["images"] += len(y)
+        for i, (x, y) in enumerate(group):
+            with distributed.no_sync(self.forward, last=i == len(group) - 1):   # DDP averages at the last
+                self._micro(x, y, n, dtype)
         if o.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), o.grad_clip)
@@ -423,6 +449,33 @@ class _Session:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
+
+    def _micro(self, x, y, n: int, dtype) -> None:
+        """One batch of a step: forward, loss, backward (scaled by its share of the step's images)."""
+        import torch
+        o, st = self.o, self.state
+        x = x.to(self.device, non_blocking=True)
+        y = y.to(self.device, non_blocking=True)
+        if o.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+            out = self._forward(x)
+        main, aux = runs.split(out, self.graph, self.main, self.aux)
+        main = main.float()
+        loss = torch.nn.functional.cross_entropy(main, y, label_smoothing=o.label_smoothing)
+        for a in aux:
+            loss = loss + o.aux_weight * torch.nn.functional.cross_entropy(a.float(), y,
+                                                                          label_smoothing=o.label_smoothing)
+        value = loss.item()
+        if distributed.any_rank(not math.isfinite(value), self.ctx) and math.isfinite(value):
+            value = math.nan   # not finite in another process
+        if not math.isfinite(value):
+            raise self._not_finite(f"the loss is {value} at step {st['step'] + 1} (epoch {st['epoch'] + 1})")
+        self.scaler.scale(loss * (len(y) / n)).backward()
+        st["loss_sum"] += value * len(y)
+        st["correct"] += int((main.detach().argmax(1) == y).sum())
+        st["seen"] += len(y)
+        st["images"] += len(y)
 
     def _forward(self, x):
         """The model on a batch; with --compile, a failure of torch.compile is E112."""
@@ -445,18 +498,25 @@ class _Session:
     def _evaluate(self, progress, writer) -> None:
         from .data import validate
         st = self.state
-        v = validate(self.forward, self.loaders.val, self.device)
+        distributed.broadcast_buffers(self.model, self.ctx)
+        v = validate(self.evaluator, self.loaders.val, self.device)   # summed over the processes
+        sums = distributed.reduce_metrics({k: st[k] for k in _SUMS}, ctx=self.ctx)
+        train_s = distributed.reduce_metrics({"train_s": st["train_s"]}, "max", self.ctx)["train_s"]
         epoch = st["step"] / self.steps_per_epoch
         row = {"epoch": int(epoch) if epoch == int(epoch) else round(epoch, 4), "step": st["step"],
-               "train_loss": st["loss_sum"] / max(st["seen"], 1), "train_acc": st["correct"] / max(st["seen"], 1),
+               "train_loss": sums["loss_sum"] / max(sums["seen"], 1),
+               "train_acc": sums["correct"] / max(sums["seen"], 1),
                "val_loss": v["val_loss"], "val_acc": v["val_acc"], "lr": self.optimizer.param_groups[0]["lr"],
-               "images_per_s": round(self._rate(), 1), "wall_s": round(st["wall_s"], 3)}
+               "images_per_s": round(sums["images"] / train_s if train_s > 0 else 0.0, 1), "wall_s": round(st["wall_s"], 3)}
+        self.rows.append(row)
         st["loss_sum"], st["correct"], st["seen"], st["images"], st["train_s"] = 0.0, 0, 0, 0, 0.0
         st["eval_due"] = False
         if v["val_acc"] > st["best_val_acc"]:
             st["best_val_acc"], st["best_epoch"], st["best_step"] = v["val_acc"], row["epoch"], st["step"]
-            runs.save_weights(self.run_dir / "best.safetensors", self.model)
-        runs.append_metrics(self.run_dir / "metrics.jsonl", row)
+            if self.ctx.main:
+                runs.save_weights(self.run_dir / "best.safetensors", self.model)
+        if self.ctx.main:
+            runs.append_metrics(self.run_dir / "metrics.jsonl", row)
         if writer is not None:
             for k in ("train_loss", "val_loss", "val_acc", "images_per_s", "lr"):
                 writer.add_scalar(k, row[k], st["step"])
@@ -465,20 +525,23 @@ class _Session:
 
     def _finish(self) -> TrainResult:
         st = self.state
-        history = runs.read_metrics(self.run_dir / "metrics.jsonl")
+        history = runs.read_metrics(self.run_dir / "metrics.jsonl") if self.ctx.main else list(self.rows)
         weights = self.run_dir / "weights.safetensors"
-        runs.save_weights(weights, self.model)
+        if self.ctx.main:
+            runs.save_weights(weights, self.model)
         final = history[-1]["val_acc"] if history else 0.0
         summary = {"network": self.graph.network, "val_acc": final, "best_val_acc": max(st["best_val_acc"], 0.0),
                    "best_epoch": st["best_epoch"], "best_step": st["best_step"], "steps": st["step"],
                    "params": self.totals["params"], "macs": self.totals["macs"], "wall_s": round(st["wall_s"], 3),
-                   "argv": self.argv_list(), "seed": self.o.seed, "world_size": 1, "data": str(self.loaders.data),
+                   "argv": self.argv_list(), "seed": self.o.seed, "world_size": self.ctx.world, "data": str(self.loaders.data),
                    "device": str(self.device)}
-        runs.write_json(self.run_dir / "summary.json", summary)
-        try:
-            runs.write_curves(self.run_dir / "curves.png", history)
-        except (ImportError, RuntimeError, ValueError) as e:
-            print(f"note: curves.png not drawn: {e}", file=sys.stderr)
+        if self.ctx.main:
+            runs.write_json(self.run_dir / "summary.json", summary)
+            try:
+                runs.write_curves(self.run_dir / "curves.png", history)
+            except (ImportError, RuntimeError, ValueError) as e:
+                print(f"note: curves.png not drawn: {e}", file=sys.stderr)
+        distributed.barrier(self.ctx)
         return TrainResult(history, final, summary["best_val_acc"], st["best_epoch"], self.run_dir, weights, summary)
 
 
@@ -534,16 +597,30 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a("--out", metavar="RUN_DIR", help="the run folder (default runs/<network>-<time>)")
     a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its own options")
     a("--quiet", action="store_true", default=None, help="no progress output")
+    distributed.add_options(p)
     return p
 
 
 _OPTION_FLAGS = ("epochs", "steps", "batch", "lr", "opt", "sched", "wd", "label_smoothing", "amp", "channels_last",
                  "compile", "device", "grad_clip", "grad_accum", "seed", "workers", "threads", "eval_every", "ckpt_every",
-                 "aux_weight", "out", "quiet")
+                 "aux_weight", "out", "quiet", "sync_bn")
 
 
 def run(args) -> int:
     """``archdsl train``: 0 trained, 1 a diagnostic, 2 usage, 130 stopped by SIGINT/SIGTERM."""
+    if getattr(args, "nproc", None) not in (None, 1):   # torchrun starts N processes that run the rest
+        return distributed.launch_command(args, default_batch=Options.batch)
+    try:
+        return _run(args)
+    except distributed.FollowerStop:
+        return 1
+    except ArchError:
+        if distributed.is_main() or distributed.own_problem(args.device):
+            raise
+        return 1   # the same diagnostic as process 0's, which prints it
+
+
+def _run(args) -> int:
     from .cli import _usage, check_args
     given = {k: getattr(args, k) for k in _OPTION_FLAGS if getattr(args, k, None) is not None}
     prog = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("")
@@ -568,10 +645,12 @@ def run(args) -> int:
             result = train(args.file, data=args.data or "digits", seeds=seeds, argv=argv,
                            **{k: v for k, v in kwargs.items() if v is not None}, **given)
     except Interrupted as e:
+        if not distributed.is_main():   # process 0 says it
+            return 130
         print(f"archdsl: {e.signame}: stopped; the checkpoint is at step {e.step}. "
               f"Continue with: archdsl train --resume {e.run_dir}", file=sys.stderr)
         return 130
-    for r in result if isinstance(result, list) else [result]:
+    for r in result if isinstance(result, list) else [result] if distributed.is_main() else []:
         print(f"{r.run_dir}: val_acc {r.val_acc:.4f} (best {r.best_val_acc:.4f} at epoch {r.best_epoch:g}), "
               f"{r.summary['steps']} steps in {r.summary['wall_s']:.1f} s")
     return 0

@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import archdsl  # noqa: E402
-from archdsl import benchmark, comparison, generate, models, sampling  # noqa: E402
+from archdsl import benchmark, comparison, distributed, generate, models, sampling  # noqa: E402
 from archdsl.errors import CODES  # noqa: E402
 from archdsl.values import Expr  # noqa: E402
 
@@ -266,6 +266,10 @@ EXAMPLES = [
     Example("E111", net(f"    {HEAD}"), None, None, "--amp fp16 needs CUDA", call=trains(amp="fp16", device="cpu")),
     Example("E112", net(f"    {HEAD}"), None, None,
             "torch.compile could not compile `t`: RuntimeError: no working C++ compiler", call=compiles_badly),
+    Example("E117", net("    conv(8, 3) -> bn -> relu"), None, None, "--sync-bn needs CUDA",
+            call=lambda path, **kw: archdsl.train(path, steps=1, device="cpu", sync_bn=True, quiet=True)),
+    Example("E118", net("    conv(8, 3)"), None, None, "the batch of 65 cannot be shared by 2 processes",
+            call=lambda path, **kw: distributed.per_process_batch(65, 2)),
     Example("E113", net("    conv(8, 3)"), None, None, "network `t` has no `size` parameter for --size 64 to set",
             call=lambda path, **kw: benchmark.bench(path, size=64, runs=1, warmup=0)),
     Example("E114", net("    conv(8, 3)"), None, None, "--runs must be an integer >= 1, got 0",
