@@ -369,7 +369,9 @@ def measured(code: str):
     base, torch_cpu = map(float, first.split())
     cpu = got.cpu_s - torch_cpu
     print(f"\n[measure] {cpu:.2f} s CPU and +{got.peak_mb - base:.0f} MB over importing torch, {out.strip()[:100]}")
-    assert cpu < 5 and got.peak_mb - base < 500
+    # the reproducers ran for minutes to hours before; 19,000 modules under 100,000 rules take about 5 s
+    # of CPU here (4.8 alone, 5.5 beside the rest of the suite), so 10 s tells linear from quadratic
+    assert cpu < 10 and got.peak_mb - base < 500
     return out
 
 
