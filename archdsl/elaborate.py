@@ -301,13 +301,16 @@ class Elaborator(Naming, Joins, Evaluator):
         for name, v in zip(s.targets, value):
             ctx.env[name] = v
 
+    def _comparison_notes(self, c, ctx: Ctx, x) -> list[str]:
+        """For a failed `assert`/`require` of one comparison: the values of its two sides."""
+        if isinstance(c, A.Compare) and len(c.ops) == 1:
+            return [f"left: {show(self.ev(c.operands[0], ctx, x))}", f"right: {show(self.ev(c.operands[1], ctx, x))}"]
+        return []
+
     def check_assert(self, s: A.Assert, ctx: Ctx, x) -> None:
         if self.truth(self.ev(s.cond, ctx, x), s.cond):
             return
-        notes = []
-        c = s.cond
-        if isinstance(c, A.Compare) and len(c.ops) == 1:
-            notes = [f"left: {show(self.ev(c.operands[0], ctx, x))}", f"right: {show(self.ev(c.operands[1], ctx, x))}"]
+        notes = self._comparison_notes(s.cond, ctx, x)
         msg = f"assertion failed: {s.text}"
         if s.message is not None:  # the user's text, escaped: it cannot fake lines or drive the terminal
             said = self.ev(s.message, ctx, x)
@@ -319,10 +322,7 @@ class Elaborator(Naming, Joins, Evaluator):
         the parameters and the figures so far (``params``, ``macs``, tensors' shapes)."""
         if self.truth(self.ev(s.cond, ctx, x), s.cond):
             return
-        notes = []
-        c = s.cond
-        if isinstance(c, A.Compare) and len(c.ops) == 1:
-            notes = [f"left: {show(self.ev(c.operands[0], ctx, x))}", f"right: {show(self.ev(c.operands[1], ctx, x))}"]
+        notes = self._comparison_notes(s.cond, ctx, x)
         if self.graph.design:
             notes.append("design: " + ", ".join(f"{k}={show(v)}" for k, v in self.graph.design.items()))
         msg = f"requirement not met: {s.text}"
