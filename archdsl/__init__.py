@@ -23,6 +23,7 @@ from .errors import (ArchError, AssertionFailed, ElaborationError, LimitError, L
 from .extern import load_plugins as _load_plugins
 from .frontend import check as _check, check_files as _check_files
 from .ir import ArchGraph
+from .training import train
 
 __all__ = ["check", "load", "loads", "render", "summary", "train", "evaluate_weights", "bench", "list_models",
            "create_model", "ArchGraph", "ArchError", "ParseError",
@@ -112,13 +113,6 @@ def summary(source, batch: int = 1, dtype: str = "fp32", depth: int | None = Non
 
 
 # ----------------------------------------------------------------------------- what the IR borrows
-
-def train(spec, data="digits", **options):
-    """Train a spec on ``data`` (the bundled digits by default) and keep a run folder; returns a
-    ``TrainResult`` (see ``archdsl.train``'s module, ``archdsl/train.py``)."""
-    from .train import train as _train
-    return _train(spec, data=data, **options)
-
 
 def evaluate_weights(spec, weights, data="digits", **options):
     """Validation accuracy and loss of a spec with trained weights (a safetensors file)."""

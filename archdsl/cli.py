@@ -1,4 +1,4 @@
-"""The ``archdsl`` command: check, compile, render, summary, chart, compare, zoo, train, eval, bench.
+"""The ``archdsl`` command: check, compile, render, summary, chart, compare, zoo, train, eval, bench, fmt, ...
 
 Exit status: 0 success, 1 a diagnostic about the spec (on stderr), 2 a usage error.
 Each command checks its spec with the front end and hands the IR to its stage (compile,
@@ -122,11 +122,15 @@ def check_args(args) -> dict:
             **_pairs(args.set, "set", note)}
 
 
-def _common(p: argparse.ArgumentParser, many: bool = False) -> None:
+def _common(p: argparse.ArgumentParser, many: bool = False, optional: str | None = None) -> None:
+    """The options of every command that reads a spec; ``optional``: FILE may be left out, for
+    the reason given (appended to its help)."""
     if many:
         p.add_argument("files", nargs="+", metavar="FILE", help=".arch spec files or zoo names")
     else:
-        p.add_argument("file", metavar="FILE", help="an .arch spec file, a zoo name (resnet50) or - (standard input)")
+        p.add_argument("file", metavar="FILE", nargs="?" if optional else None,
+                       help="an .arch spec file, a zoo name (resnet50) or - (standard input)"
+                            + (f"; {optional}" if optional else ""))
     p.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a network parameter")
     p.add_argument("--input", action="append", metavar="NAME=SHAPE",
                    help="override an input shape, e.g. image=[3,64,64] or image=3,64,64")
@@ -207,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .benchmark import add_parser as add_bench
     from .evaluation import add_parser as add_eval
-    from .train import add_parser as add_train
+    from .training import add_parser as add_train
     add_train(sub)
     add_eval(sub)
     add_bench(sub)
@@ -217,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     from .search import add_parser as add_search
     add_search(sub)
     add_generate(sub)
+
+    from .fmt import add_parser as add_fmt
+    add_fmt(sub)
+    p = sub.add_parser("lsp", help="the language server: LSP over stdio, for editors (docs/editors.md)",
+                       description="Serve the Language Server Protocol on standard input and output: "
+                       "diagnostics, hover, go to definition, completion and formatting of .arch files.")
+    _plugin_option(p)
 
     p = sub.add_parser("zoo", help="table of every spec in a folder")
     p.add_argument("dir", nargs="?", default=None,
@@ -354,7 +365,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .train import run
+    from .training import run
     return run(args)
 
 
@@ -383,6 +394,20 @@ def cmd_generate(args) -> int:
     return run(args)
 
 
+def cmd_fmt(args) -> int:
+    from .fmt import run
+    return run(args)
+
+
+def cmd_lsp(args) -> int:
+    try:
+        from .lsp import serve  # late: pygls is needed by this command alone
+    except ImportError as e:
+        return _usage(f"archdsl lsp needs pygls 2: pip install 'pygls>=2,<3' ({e})")
+    serve()
+    return 0
+
+
 def cmd_zoo(args) -> int:
     from .frontend import check
     from .zoo import print_zoo
@@ -404,7 +429,7 @@ def cmd_completion(args) -> int:
 COMMANDS = {"check": cmd_check, "compile": cmd_compile, "render": cmd_render, "summary": cmd_summary,
             "chart": cmd_chart, "compare": cmd_compare, "zoo": cmd_zoo, "train": cmd_train, "eval": cmd_eval,
             "bench": cmd_bench, "sample": cmd_sample, "search": cmd_search, "generate": cmd_generate,
-            "completion": cmd_completion}
+            "fmt": cmd_fmt, "lsp": cmd_lsp, "completion": cmd_completion}
 
 
 # ----------------------------------------------------------------------------- shell completion

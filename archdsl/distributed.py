@@ -1,6 +1,6 @@
 """Training in several processes: ``torchrun -m archdsl train`` and ``archdsl train --nproc N``.
 
-A composition module beside ``archdsl.train``: the training loop calls it, and it knows nothing
+A composition module beside ``archdsl.training``: the training loop calls it, and it knows nothing
 of specs beyond the IR's node table (:func:`unused_parameters`). Plain ``torch.distributed``,
 launched by torchrun: torchrun already does the hard part (rendezvous, one process per GPU,
 restarts, several machines), so archdsl adds no launcher of its own, only the shortcut

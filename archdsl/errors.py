@@ -290,4 +290,5 @@ CODES = {
     "E132": "weights file not found",
     "E133": "weights that do not fit the model",
     "E134": "weights the model has no source for",
+    "E135": "formatting would change the spec (a formatter bug)",
 }

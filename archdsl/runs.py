@@ -48,7 +48,7 @@ class TrainError(ArchError):
 
 @dataclass
 class Options:
-    """Every training option, with its default (documented in ``archdsl.train``)."""
+    """Every training option, with its default (documented in ``archdsl.training``)."""
 
     data: str = "digits"
     epochs: int | None = None       # 10 unless --steps is given
@@ -75,6 +75,7 @@ class Options:
     out: str | None = None
     augment: bool = True
     quiet: bool = False
+    sync_bn: bool = False           # BatchNorm statistics over every process's share of the batch (CUDA)
 
     def checked(self) -> "Options":
         def bad(option, why):

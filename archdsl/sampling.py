@@ -276,26 +276,19 @@ def plot(samples: list, path) -> None:
 # ----------------------------------------------------------------------------- the command
 
 def add_parser(subparsers):
-    """``archdsl sample SPEC... -n N [--seed S] [-o designs.csv] [--plot edf.png]``."""
-    from .cli import _plugin_option
-    from .errors import Limits
+    """``archdsl sample FILE... -n N [--seed S] [-o designs.csv] [--plot edf.png]``."""
+    from .cli import _common
     p = subparsers.add_parser("sample", help="draw designs from a spec's design space and check each statically",
-                              description="Draw N designs from each SPEC's design space (the domains of its "
+                              description="Draw N designs from each FILE's design space (the domains of its "
                               "network parameters), elaborate and shape-check each, and report how many are "
                               "valid, the commonest diagnostics of the others, and the distributions of "
-                              "parameters, MACs, activation memory and weight depth.")
-    p.add_argument("files", nargs="+", metavar="SPEC", help=".arch spec files (or zoo names) declaring a space")
+                              "parameters, MACs, activation memory and weight depth. A parameter given with "
+                              "--set is pinned: it leaves the space.")
+    _common(p, many=True)
     p.add_argument("-n", type=int, default=100, metavar="N", help="designs per space (default: 100)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="the random seed (default: 0)")
     p.add_argument("-o", "--out", metavar="CSV", help="write every design, one row each, as CSV")
     p.add_argument("--plot", metavar="PNG", help="write histograms and distribution functions of params and MACs")
-    p.add_argument("--set", action="append", metavar="NAME=VALUE", help="pin a network parameter (leaves the space)")
-    p.add_argument("--input", action="append", metavar="NAME=SHAPE", help="override an input shape")
-    p.add_argument("--network", help="which network of the file (default: the last)")
-    p.add_argument("--limit", action="append", metavar="NAME=N",
-                   help=f"raise a resource limit ({', '.join(Limits.FIELDS)})")
-    p.add_argument("--allow-import", action="append", metavar="DIR", help="another folder imports may read")
-    _plugin_option(p)
     return p
 
 

@@ -366,7 +366,7 @@ def _trial(trial, loader, space: dict, o: SearchOptions, lock: _FileLock) -> flo
     totals = analyze.summary(graph).totals
     trial.set_user_attr("params", totals["params"])
     trial.set_user_attr("macs", totals["macs"])
-    from .train import train
+    from .training import train
     try:
         result = train(graph, data=o.data, steps=o.steps, batch=o.batch, lr=o.lr, device=o.device, seed=o.seed,
                        out=str(folder), quiet=True)

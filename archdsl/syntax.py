@@ -21,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from lark import Lark, Token, v_args
+from lark.lexer import LexerThread
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.visitors import Transformer_NonRecursive
 
@@ -51,7 +52,11 @@ class _PostLex:
     def __init__(self, nesting: int):
         self.nesting = nesting
 
-    def process(self, stream):
+    def process(self, stream, lossless: bool = False):
+        """The parser's token stream; with ``lossless``, every token of the text instead (spaces,
+        comments and newlines too, so that their values join into the text), with the dict
+        braces typed ``DICT_OPEN`` / ``DICT_CLOSE`` and labels inside expressions split, as the
+        parser sees them (:func:`tokens`)."""
         stack = []   # open brackets: "(", "[", "dict" or "body"
         depth = 0    # open brackets inside which newlines are not statement ends: ( [ and dicts
         held = None  # a newline waiting to see what follows it
@@ -59,7 +64,12 @@ class _PostLex:
         recent = (None, None, None)  # the last three token types, for `let x = {`
         for tok in stream:
             t = tok.type
+            if lossless and (t == "COMMENT" or t.startswith("__IGNORE")):
+                yield tok
+                continue
             if t == "_NL":
+                if lossless:
+                    yield tok
                 if depth or prev == "__ANON_ARROW" or (prev is not None and prev in _OPENERS):
                     continue
                 held = held or tok
@@ -67,12 +77,14 @@ class _PostLex:
             if held is not None:
                 if tok.value != "->" and t != "ELSE":
                     recent = (recent[1], recent[2], "_NL")
-                    yield held
+                    if not lossless:
+                        yield held
                 held = None
             if t == "LABEL" and depth:
-                for part in _split_label(tok):
-                    prev = part.type
-                    recent = (recent[1], recent[2], part.type)
+                for part in split_label(tok, lossless):
+                    if part.type != "__IGNORE_SPACE":
+                        prev = part.type
+                        recent = (recent[1], recent[2], part.type)
                     yield part
                 continue
             if tok.value in ("(", "[", "{"):
@@ -84,13 +96,18 @@ class _PostLex:
                     depth += 1
                 if len(stack) > self.nesting:
                     raise _TooDeep(tok)
+                if lossless and kind == "dict":
+                    tok = Token.new_borrow_pos("DICT_OPEN", "{", tok)
             elif tok.value in (")", "]", "}") and stack:
-                if stack.pop() != "body":
+                closed = stack.pop()
+                if closed != "body":
                     depth -= 1
+                if lossless and closed == "dict":
+                    tok = Token.new_borrow_pos("DICT_CLOSE", "}", tok)
             prev = _arrow_type(tok)
             recent = (recent[1], recent[2], t)
             yield tok
-        if held is not None:
+        if held is not None and not lossless:
             yield held
 
 
@@ -111,8 +128,9 @@ _KEY = re.compile(r'"(?:[^"\\\n]|\\[^\n])*"|[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][+-
 _KEYWORDS = {"in": "IN", "true": "TRUE", "false": "FALSE", "none": "NONE", "not": "NOT"}
 
 
-def _split_label(tok):
-    """`key:` (a label token met inside an expression) as the key's token and `:`."""
+def split_label(tok, spaces: bool = False):
+    """`key:` (a label token met inside an expression) as the key's token and `:` (with the
+    spaces between them as an ``__IGNORE_SPACE`` token where ``spaces`` is asked for)."""
     text = str(tok)
     colon = text.rindex(":")
     key = text[:colon].rstrip()
@@ -123,6 +141,10 @@ def _split_label(tok):
     kind = ("STRING" if key.startswith('"') else "NUMBER" if key[0].isdigit() else _KEYWORDS.get(key, "NAME"))
     yield Token(kind, key, start_pos=tok.start_pos, line=tok.line, column=tok.column, end_line=tok.line,
                 end_column=tok.column + len(key), end_pos=tok.start_pos + len(key))
+    if spaces and colon > len(key):
+        yield Token("__IGNORE_SPACE", text[len(key):colon], start_pos=tok.start_pos + len(key), line=tok.line,
+                    column=tok.column + len(key), end_line=tok.line, end_column=tok.column + colon,
+                    end_pos=tok.start_pos + colon)
     yield Token("COLON", ":", start_pos=tok.start_pos + colon, line=tok.line, column=tok.column + colon,
                 end_line=tok.line, end_column=tok.column + colon + 1, end_pos=tok.start_pos + colon + 1)
 
@@ -480,6 +502,29 @@ def _parser() -> Lark:
         return Lark._load_from_dict(data, memo, postlex=_PostLex(200))
     return Lark(grammar.decode("utf-8"), parser="lalr", lexer="basic", start=["start", "expr"],
                 propagate_positions=True, maybe_placeholders=True, postlex=_PostLex(200))
+
+
+def tokens(text: str, file: str = "<string>", limits: Limits | None = None) -> list[Token]:
+    """The lossless token stream of a source: every token, space, comment and newline, whose
+    values join back into ``text``; dict braces are ``DICT_OPEN`` / ``DICT_CLOSE``, a label met
+    inside an expression is split into its key and ``COLON``, spaces are ``__IGNORE_*``. The
+    formatter reads it (raises :class:`ParseError` where the text does not lex)."""
+    limits = limits or Limits()
+    check_text(text, file)
+    lexer = _lossless_lexer()
+    try:
+        return list(_PostLex(limits.nesting).process(LexerThread.from_text(lexer, text).lex(None), lossless=True))
+    except _TooDeep as e:
+        raise ParseError("E005", f"brackets and blocks nested deeper than {limits.nesting} levels",
+                         _span(file, e.tok.line, e.tok.column, e.tok.line, e.tok.column + 1)) from None
+    except UnexpectedInput as e:
+        raise _syntax_error(e, _parser(), text, file, 0, 0) from None
+
+
+@lru_cache(maxsize=None)
+def _lossless_lexer():
+    """The parser's lexer keeping what the grammar ignores (spaces, comments, continuations)."""
+    return _parser()._build_lexer(dont_ignore=True)
 
 
 def parse(text: str, file: str = "<string>", limits: Limits | None = None) -> Module:

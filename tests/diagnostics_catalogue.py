@@ -122,6 +122,17 @@ def compiles_badly(path, **kwargs):
         torch.compile = real
 
 
+def formats_wrongly(path, **kwargs):
+    """`archdsl fmt` where the layout loses a statement (made to here): the check refuses it."""
+    from archdsl import fmt
+    real = fmt.render
+    fmt.render = lambda doc, width: real(doc, width).replace("relu", "gelu")
+    try:
+        return fmt.format_source(Path(path).read_text(), file=str(path))
+    finally:
+        fmt.render = real
+
+
 HEAD = "global_avgpool -> flatten -> linear(classes)"
 
 
@@ -313,6 +324,7 @@ EXAMPLES = [
             call=lambda path, **kw: with_torch_home(path, path, "w.pt", {"fc.weight": [3, 4]})),
     Example("E134", net(f"    {HEAD}"), None, None, "weights=\"torchvision\": `t` names no `meta reference`",
             call=lambda path, **kw: models.create_model(path, weights="torchvision")),
+    Example("E135", net("    relu"), 1, 1, "formatting would change what this spec means", call=formats_wrongly),
     Example("E091", net("    relu * 30"), 1, 1, "over the bounds of 10 nodes", {"max_nodes": 10}, call=draws),
     Example("E092", net("    relu"), 1, 1, "dot ran out of time: still drawing after 0.001 s", {"dot_timeout": 0.001},
             call=draws),

@@ -10,10 +10,7 @@ a batch of 64 sees the same samples at every step, and ends with every parameter
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import importlib
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -23,10 +20,10 @@ from safetensors.torch import load_file
 
 import archdsl
 from archdsl import distributed as dist_
+from archdsl import training as T
 from archdsl.data import Batches
 from archdsl.errors import ArchError
 
-T = importlib.import_module("archdsl.train")   # the module (``archdsl.train`` may be the API's function)
 ROOT = Path(__file__).resolve().parent.parent
 
 # No BatchNorm (its statistics are per process), no dropout: N processes train one process's model.
@@ -55,10 +52,6 @@ network auxnet(classes = 10) {
 STEPS, BATCH = 20, 64
 OPTIONS = ["--steps", str(STEPS), "--batch", str(BATCH), "--sched", "none", "--device", "cpu", "--workers", "0"]
 
-integrated = pytest.mark.skipif("sync_bn" not in {f.name for f in dataclasses.fields(T.Options)},
-                                reason="archdsl/train.py does not have the distributed integration yet")
-
-
 @pytest.fixture(autouse=True)
 def one_thread(monkeypatch):
     for k in dist_.ENV:
@@ -83,23 +76,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def cli(argv) -> int:
-    """``archdsl ARGV`` in this process: ``archdsl.cli.main`` once train is wired there, else
-    the same parser and error handling around train's add_parser/run."""
-    from archdsl import cli as C
-    if "train" in getattr(C, "COMMANDS", {}):
-        return C.main(argv)
-    try:
-        return T.run(parser().parse_args(argv))
-    except ArchError as e:
-        print(e.render(), file=sys.stderr)
-        return 1
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else 2
+    """``archdsl ARGV`` in this process."""
+    from archdsl.cli import main
+    return main(argv)
 
 
 # ----------------------------------------------------------------------------- the issue's test
 
-@integrated
 def test_two_gloo_processes_train_the_one_process_model(tmp_path, capfd, monkeypatch):
     from archdsl import cli as C
     if "train" not in getattr(C, "COMMANDS", {}):
@@ -173,7 +156,6 @@ def test_the_global_batch_is_shared():
 
 # ----------------------------------------------------------------------------- diagnostics
 
-@integrated
 def test_sync_bn_on_the_cpu_is_E117(tmp_path, capsys):
     spec = write(tmp_path, BATCHNORM)
     with pytest.raises(ArchError) as e:
@@ -189,7 +171,6 @@ def test_sync_bn_on_the_cpu_is_E117(tmp_path, capsys):
     assert time.perf_counter() - start < 5
 
 
-@integrated
 def test_a_batch_the_processes_cannot_share_is_E118(tmp_path, capsys, monkeypatch):
     spec = write(tmp_path, GROUPNORM)
     assert cli(["train", str(spec), "--nproc", "2", "--batch", "65", "--device", "cpu"]) == 1
@@ -205,7 +186,6 @@ def test_a_batch_the_processes_cannot_share_is_E118(tmp_path, capsys, monkeypatc
     assert e.value.code == "E118"
 
 
-@integrated
 def test_nproc_refuses_a_bad_spec_or_data_before_starting_processes(tmp_path, capsys):
     spec = write(tmp_path, GROUPNORM.replace("groupnorm(2)", "groupnrom(2)"))
     start = time.perf_counter()
@@ -217,7 +197,6 @@ def test_nproc_refuses_a_bad_spec_or_data_before_starting_processes(tmp_path, ca
     assert time.perf_counter() - start < 10
 
 
-@integrated
 def test_nproc_usage_errors(tmp_path, capsys, monkeypatch):
     spec = write(tmp_path, GROUPNORM)
     assert cli(["train", str(spec), "--nproc", "0"]) == 2
@@ -243,7 +222,6 @@ def test_torchrun_device_rules(monkeypatch):
 
 # ----------------------------------------------------------------------------- pieces
 
-@integrated
 def test_command_line_of_the_processes(tmp_path):
     spec = write(tmp_path, GROUPNORM)
     argv = ["train", str(spec), "--set", "classes=10", "--set", "x=-1", "--steps", "20", "--lr", "0.1",

@@ -12,7 +12,7 @@ The layers, lowest first (a module may import its own layer and the layers below
    reference, report, zoo (each takes an ``ArchGraph``), data (training data for a shape), highlight
    (the Pygments lexer and TextMate grammar, from the op registry alone);
 5. the composition: ``archdsl/__init__.py`` (the API), cli (and ``__main__``, commands), extern
-   (loading plugins: importing Python the user named), train, runs and evaluation, which check a
+   (loading plugins: importing Python the user named), training, runs and evaluation, which check a
    spec with the front end and hand the IR to a stage.
 
 Every import counts, at the top of a file or inside a function, and so does a call of
@@ -27,12 +27,13 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "archdsl"
 
-FOUNDATION = {"errors", "values", "files", "initializers"}
+FOUNDATION = {"errors", "values", "files", "initializers", "layout"}
 FRONT_END = ["nodes", "syntax", "loader", {"evaluate", "naming"}, "joins", "elaborate", "frontend", "specwriter"]
 BACK_END = {"compile", "export", "export_text", "export_optional", "memory", "draw", "analyze", "reference", "report", "zoo", "data",
             "highlight"}
-COMPOSITION = {"__init__", "__main__", "cli", "commands", "extern", "train", "runs", "evaluation", "progress",
-               "benchmark", "distributed", "comparison", "sampling", "search", "generate", "models"}
+COMPOSITION = {"__init__", "__main__", "cli", "commands", "extern", "training", "runs", "evaluation", "progress",
+               "benchmark", "distributed", "comparison", "sampling", "search", "generate", "models", "fmt", "lsp",
+               "lsp_analysis"}
 
 # module -> (rank, side): a module may import another of rank <= its own on its side or on
 # the shared trunk (side None); the back end and the front end never import each other.

@@ -6,9 +6,7 @@ shared: two intra-op threads competing with other processes run ten times slower
 """
 from __future__ import annotations
 
-import argparse
 import functools
-import importlib
 import json
 import math
 import os
@@ -24,8 +22,7 @@ from safetensors.torch import load_file
 
 import archdsl
 from archdsl import runs
-
-T = importlib.import_module("archdsl.train")   # (`archdsl.train` is also the API function)
+from archdsl import training as T
 from archdsl.errors import ArchError
 from archdsl.specwriter import SpecWriteError, concrete_spec, ir_signature, literal, same_ir
 from archdsl.values import Expr
@@ -73,26 +70,10 @@ def spec(tmp_path, text, name="net.arch") -> Path:
 
 
 def cli(argv) -> int:
-    """The command as ``archdsl`` runs it: ``archdsl.cli.main`` once the command is wired there,
-    else the same parser and error handling around this module's add_parser/run."""
-    from archdsl import cli as C
-    if "train" in getattr(C, "COMMANDS", {}):
-        try:
-            return C.main(argv)
-        except SystemExit as e:   # argparse's own usage errors
-            return e.code if isinstance(e.code, int) else 2
-    parser = argparse.ArgumentParser(prog="archdsl")
-    sub = parser.add_subparsers(dest="command", required=True)
-    T.add_parser(sub)
+    """The command as ``archdsl`` runs it, argparse's own usage errors (exit 2) included."""
+    from archdsl.cli import main
     try:
-        args = parser.parse_args(argv)
-        if args.file is not None:
-            from archdsl.frontend import resolve_spec
-            args.file = resolve_spec(args.file)
-        return T.run(args)
-    except ArchError as e:
-        print(e.render(), file=sys.stderr)
-        return 1
+        return main(argv)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else 2
 
@@ -171,7 +152,8 @@ def test_resume_after_sigterm_is_bitwise_equal(tmp_path, workers):
     assert resumed.summary["steps"] == 40
 
 
-def test_archdsl_train_is_the_api_whatever_was_imported(tmp_path):
+def test_archdsl_train_is_the_function_of_archdsl_training(tmp_path):
+    assert archdsl.train is T.train
     r = archdsl.train(spec(tmp_path, TINY), steps=1, out=str(tmp_path / "r"), quiet=True)
     assert isinstance(r, T.TrainResult) and r.summary["steps"] == 1
     assert archdsl.train(None, resume=tmp_path / "r", quiet=True).summary["steps"] == 1
@@ -350,6 +332,8 @@ def test_bad_options(tmp_path, capsys, argv, code, text):
 
 
 def test_bad_resumes(tmp_path, capsys):
+    code, err = run_code(["train"], capsys)
+    assert code == 2 and "train needs a spec FILE (or --resume RUN_DIR)" in err
     code, err = run_code(["train", "--resume", str(tmp_path)], capsys)
     assert code == 1 and f"error[E110]: {tmp_path} is not a run folder" in err
     net = spec(tmp_path, TINY)

@@ -38,23 +38,15 @@ import datetime
 import math
 import sys
 import time
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import distributed, runs
 from .errors import ArchError
-from .runs import AMP, OPTIMIZERS, SCHEDULES, TrainError
+from .runs import AMP, OPTIMIZERS, SCHEDULES, Options, TrainError
 
 _CHECK_KEYS = ("network", "inputs", "limits", "roots", "plugins", "text", "base")
 _SUMS = ("loss_sum", "correct", "seen", "images")   # the loop's counts, which every process adds to
-
-
-@dataclass
-class Options(runs.Options):
-    """The training options of ``archdsl.runs``, and ``--sync-bn`` (see ``archdsl.distributed``)."""
-
-    sync_bn: bool = False   # BatchNorm statistics over every process's share of the batch (CUDA)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -436,7 +428,7 @@ class _Session:
 
     def _step(self, group) -> None:
         import torch
-        o, st = self.o, self.state
+        o = self.o
         n = sum(len(y) for _, y in group)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(o.amp)
         for i, (x, y) in enumerate(group):
@@ -557,18 +549,10 @@ def _recheck(graph, classes: int):
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """``archdsl train``: the subcommand and its options (defaults in the module docstring)."""
-    from .cli import _plugin_option
-    from .errors import Limits
+    from .cli import _common
     p = subparsers.add_parser("train", help="train a spec on the digits (or --data) and keep a run folder",
                               description="Train a spec (on the bundled digits unless --data says otherwise) and keep a run folder: metrics, weights, checkpoints, a concrete spec.arch.")
-    p.add_argument("file", nargs="?", metavar="FILE", help="an .arch spec file (not with --resume)")
-    p.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a network parameter")
-    p.add_argument("--input", action="append", metavar="NAME=SHAPE", help="override an input shape")
-    p.add_argument("--network", help="which network of the file (default: the last)")
-    p.add_argument("--limit", action="append", metavar="NAME=N",
-                   help=f"raise a resource limit ({', '.join(Limits.FIELDS)})")
-    p.add_argument("--allow-import", action="append", metavar="DIR", help="another folder imports may read")
-    _plugin_option(p)
+    _common(p, optional="not with --resume")
     a = p.add_argument
     a("--data", help="digits (default), cifar10:PATH, cifar100:PATH, mnist:PATH or imagefolder:PATH")
     g = p.add_mutually_exclusive_group()
@@ -650,21 +634,8 @@ def _run(args) -> int:
         print(f"archdsl: {e.signame}: stopped; the checkpoint is at step {e.step}. "
               f"Continue with: archdsl train --resume {e.run_dir}", file=sys.stderr)
         return 130
-    for r in result if isinstance(result, list) else [result] if distributed.is_main() else []:
+    for r in (result if isinstance(result, list) else [result]) if distributed.is_main() else []:
         print(f"{r.run_dir}: val_acc {r.val_acc:.4f} (best {r.best_val_acc:.4f} at epoch {r.best_epoch:g}), "
               f"{r.summary['steps']} steps in {r.summary['wall_s']:.1f} s")
     return 0
 
-
-# ----------------------------------------------------------------------------- `archdsl.train(...)`
-
-class _CallableModule(types.ModuleType):
-    """Importing ``archdsl.train`` (this module) sets the package's attribute ``train`` to the
-    module, over the API function of the same name: calling the module is calling :func:`train`,
-    so ``archdsl.train(spec, ...)`` works whichever of the two the attribute holds."""
-
-    def __call__(self, *args, **kwargs):
-        return train(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
