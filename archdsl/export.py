@@ -2,7 +2,9 @@
 the network (``archdsl compile SPEC -o model.py``).
 
 Each block class is named in CamelCase of the block's name (``inception_a`` -> ``InceptionA``)
-and takes ``in_channels`` and the block's own parameters with the spec's defaults; the
+and takes ``in_channels``, each other dimension of its input its body reads (``in_height`` and
+``in_width`` of a ``[C, H, W]`` input, ``in_length`` of a ``[C, L]`` one, ``in_dim{k}`` else:
+``export_text.dim_name``), and the block's own parameters with the spec's defaults; the
 network class takes the network's parameters. Layers are built from those parameters: an
 argument of a layer is written as the expression of the spec (``nn.Conv2d(in_channels, w, 1,
 bias=False)``, ``w = planes * base_width // 64 * groups``) when evaluating that expression for
@@ -17,7 +19,8 @@ Instances whose generated classes are the same text share one class. A block who
 need different classes (recursion, a body that a parameter reshapes in ways the rules above do
 not express) gets one class per distinct text, numbered (``Ghost``, ``Ghost_2``), each
 with a comment saying it is a specialisation. The module paths, and so the ``state_dict``
-keys, are the IR names, as ``archdsl.load`` builds them.
+keys, are the IR names, as ``archdsl.load`` builds them. The file is laid out as ``ruff format``
+writes it, by ``export_text.layout`` (ruff is not needed to export).
 
 :func:`export_module_source` is what the command line writes: this export when it covers the
 spec, checked by building both on the meta device and comparing every tensor's name and shape;
@@ -39,14 +42,14 @@ from .compile import _ancestors, _attr, _build, _Codegen, _load_class, _str, cla
 from .errors import ArchError, Limits
 from .files import write_atomic
 from .initializers import init_tensor, init_weights
-from .ir import ArchGraph, InitRules, is_tensor_decl
+from .ir import ArchGraph, is_tensor_decl
 from .ops import HELPERS, OPS
 from .ops import plugins as extern
 from .ops.tensor import EXPANDED
-from .export_optional import OptionalGroups
-from .export_text import (Unsupported, _FAIL, _MODULE_NAMES, _TYPED, _SymFloat, _SymInt, _Marker, _Names, _Source, _call_args,
-                          _check_names, _evaluate, _functional, _fwd, _let_lines, _litable, _names, _pylit, _rel,
-                          _same, _selfed, _sym, _val, _wrap)
+from .export_optional import InitStatements, OptionalGroups
+from .export_text import (Unsupported, _DIM, _FAIL, _MODULE_NAMES, _SymFloat, _SymInt, _Marker, _Names, _Source,
+                          _call_args, _check_names, _evaluate, _functional, _fwd, _let_lines, _litable, _names, _pylit,
+                          _rel, _same, _selfed, _sym, _val, dim_name, input_dims, input_env, layout, with_dim_names)
 
 _CHUNK = 64
 # parameter-free ops as the module an nn.Sequential holds: the registry's forward text -> module
@@ -76,10 +79,11 @@ def export_module_source(graph: ArchGraph, limits=None) -> str:
     except Exception as e:   # an exporter bug must not cost the user the file: the flat export serves
         why = f"it failed ({type(e).__name__}: {e})"
     note = textwrap.wrap(f"This is archdsl's flat export (one class, module containers named by the IR): the "
-                         f"idiomatic export does not cover this spec yet: {why}.", 94)
-    return "".join(f"# {line}\n" for line in note) + flat
+                         f"idiomatic export does not cover this spec yet: {why}.", _TEXT - 2)
+    return layout("".join(f"# {line}\n" for line in note) + flat)
 
 
+_TEXT = 88   # the width of the docstrings and comments the export writes, ruff's line length
 _CHECKED = 2000   # networks of at most this many nodes are built twice on the meta device to check the export
 
 
@@ -116,7 +120,7 @@ def _check_same_tensors(graph: ArchGraph, source: str, flat: str) -> None:
 
 # ----------------------------------------------------------------------------- the exporter
 
-class _Exporter(OptionalGroups):
+class _Exporter(OptionalGroups, InitStatements):
     def __init__(self, graph: ArchGraph, limits: Limits):
         self.graph, self.limits = graph, limits
         self.text = _Source(graph)
@@ -154,7 +158,9 @@ class _Exporter(OptionalGroups):
         g = self.graph
         name = class_name(g.network)
         self.taken.add(name)
-        env = dict(g.params)
+        # a list parameter's default is a tuple (a list default is shared between calls: ruff's B006)
+        params = {k: tuple(v) if isinstance(v, list) else v for k, v in g.params.items()}
+        env = dict(params)
         found = self.text.definition(g.network, network=True)
         values, trees = self._lets(found[1] if found else "", env)
         env.update(values)
@@ -163,14 +169,15 @@ class _Exporter(OptionalGroups):
         if not all(_litable(v) for v in g.params.values()):
             raise Unsupported("a network parameter is not a constant")
         _check_names(g.params, g.network)
-        sig = ", ".join(f"{k}={_pylit(v)}" for k, v in g.params.items())
+        sig = ", ".join(f"{k}={_pylit(v)}" for k, v in params.items())
         built = ", ".join(f"{k}={_pylit(v)}" for k, v in g.params.items())
         doc = [f'    """{g.network}: {g.total_params:,} parameters."""']
         if g.params:
-            doc = textwrap.wrap(f'"""{g.network}: {g.total_params:,} parameters, built for {built}.', 96,
+            doc = textwrap.wrap(f'"""{g.network}: {g.total_params:,} parameters, built for {built}.', _TEXT,
                                 initial_indent="    ", subsequent_indent="    ")
-            doc += ["", "    A parameter changes the layers whose arguments the spec writes with it; the rest of the",
-                    '    network was elaborated for the values above."""']
+            doc += ["", *textwrap.wrap('A parameter changes the layers whose arguments the spec writes with it; '
+                                       'the rest of the network was elaborated for the values above."""', _TEXT,
+                                       initial_indent="    ", subsequent_indent="    ")]
         net = [f"class {name}(nn.Module):", *doc, "", f"    def __init__(self{', ' + sig if sig else ''}):",
                "        super().__init__()", *_let_lines(used, trees, "        "), *init, "",
                f"    def forward(self, {', '.join(self.flat.params.values())}):", *forward]
@@ -190,23 +197,25 @@ class _Exporter(OptionalGroups):
         plugins = extern.plugins_of(g)
         needs = [] if not plugins else ["", *textwrap.wrap(
             f"Needs the archdsl plugin{'s' if len(plugins) > 1 else ''} {', '.join(plugins)}: besides torch, this file "
-            f"imports {', '.join(imports)}, which must be importable where it runs.", 96)]
+            f"imports {', '.join(imports)}, which must be importable where it runs.", _TEXT)]
         classes = [*self.class_src, name]
         doc = "\n".join([f'"""{g.network}: {g.total_params:,} parameters, exported by archdsl.',
-                         "", *textwrap.wrap(f"Classes: {', '.join(classes)}.", 96),
-                         *textwrap.wrap(f"Inputs: {ins}.", 96), *textwrap.wrap(f"Outputs: {outs}.", 96), *needs,
+                         "", *textwrap.wrap(f"Classes: {', '.join(classes)}.", _TEXT),
+                         *textwrap.wrap(f"Inputs: {ins}.", _TEXT), *textwrap.wrap(f"Outputs: {outs}.", _TEXT), *needs,
                          '"""'])
+        straight = {m: f"import {m}" for m in imports}   # isort's order, as ruff checks it
+        if re.search(r"\btorch\.(?!nn\b)", code):
+            straight["torch"] = "import torch"
+        if re.search(r"\bF\.", code):
+            straight["torch.nn.functional"] = "import torch.nn.functional as F"
         imports = "\n".join([*(["import collections", ""] if tuples or "collections." in code else []),
-                             *(["import torch"] if re.search(r"\btorch\.(?!nn\b)", code) else []),
-                             "import torch.nn as nn",
-                             *(["import torch.nn.functional as F"] if re.search(r"\bF\.", code) else []),
-                             *(f"import {m}" for m in imports)])
-        sections = [doc + "\n" + imports, *(text.rstrip("\n") for text in prelude)]
-        if tuples:
-            sections.append("\n".join(f"{cls} = collections.namedtuple({_str(cls)}, {_pylit(list(fields))})"
-                                      for cls, fields in tuples.items()))
-        body = "\n".join(w for line in body.split("\n") for w in _wrap(line))
-        return "\n\n\n".join([*sections, body]) + "\n"
+                             *(straight[m] for m in sorted(straight, key=str.lower)), "from torch import nn"])
+        sections = [doc + "\n\n" + imports, *(text.rstrip("\n") for text in prelude)]
+        if tuples:   # one blank line between imports and a statement, as isort writes it
+            named = "\n".join(f"{cls} = collections.namedtuple({_str(cls)}, {_pylit(list(fields))})"
+                               for cls, fields in tuples.items())
+            sections[-1] += ("\n\n\n" if prelude else "\n\n") + named
+        return layout("\n\n\n".join([*sections, body]) + "\n")
 
     def _filled(self, cls: str, lines: list) -> str:
         """A class's source with its optional groups' constructors put in (one text per group, from
@@ -234,6 +243,8 @@ class _Exporter(OptionalGroups):
 
     def _sym_of(self, tree, env: dict, value, used: set):
         """``value`` as the expression ``tree`` when that evaluates to it in ``env``, else as is."""
+        if isinstance(value, tuple) and isinstance(tree, (ast.List, ast.Tuple)) and len(tree.elts) == len(value):
+            return tuple(self._sym_of(t, env, v, used) for t, v in zip(tree.elts, value))   # a kernel [h, w]
         if tree is None or not isinstance(value, (int, float)) or isinstance(value, bool) \
                 or isinstance(tree, ast.Constant):
             return value
@@ -249,7 +260,7 @@ class _Exporter(OptionalGroups):
         or a block instance's."""
         g = self.graph
         used: set = set()
-        cexpr = {}     # node -> the expression of its channel count
+        cexpr = {}     # node -> the expression of its channel count; (node, "dims") -> of its other dimensions
         if network:
             var = {n: self.flat.params[k] for k, n in g.inputs.items()}
         else:
@@ -259,6 +270,8 @@ class _Exporter(OptionalGroups):
                 raise Unsupported(f"block `{scope.block}` takes {len(ext)} inputs")
             var = {ext[0]: "x"}
             cexpr[ext[0]] = "in_channels"
+            rank = len(g.node(ext[0])["shape"])
+            cexpr[ext[0], "dims"] = tuple(f"{_DIM}{k}" for k in range(1, rank))
         units = self._units(scope.id, scope.name)
         whole = network or any(n in self.always for n in self._outs(scope.id))   # the block runs in eval too
         labels = {u["path"].split(".")[0] for u in units}
@@ -477,8 +490,7 @@ class _Exporter(OptionalGroups):
                     text = self._ctor(n, env, cexpr, used)
                 else:
                     text = form
-                    self._channel(n, g.node(n)["attrs"], [(_sym(g.node(a)["shape"][0], cexpr[a]),)
-                                                          for a in g.args(n) if a in cexpr], cexpr)
+                    self._channel(n, g.node(n)["attrs"], self._in_shapes(n, cexpr), cexpr)
             else:
                 text = self._unit_ctor(v, env, cexpr, used)
             parts.append((v["path"], text))
@@ -506,14 +518,10 @@ class _Exporter(OptionalGroups):
             for k, t in trees.items():
                 if k in a:
                     a[k] = self._sym_of(t, env, a[k], used)
-        xs = []
+        xs = self._in_shapes(n, cexpr)
         for u in g.args(n):
-            shape = tuple(g.node(u)["shape"])
-            if u in cexpr and shape:
-                xs.append((_sym(shape[0], cexpr[u]), *shape[1:]))
+            if u in cexpr and g.node(u)["shape"]:
                 used |= set(re.findall(r"[A-Za-z_]\w*", cexpr[u]))
-            else:
-                xs.append(shape)
         self._channel(n, a, xs, cexpr)
         spec = op.module(a, xs, d["shape"])
         if spec is None:
@@ -548,9 +556,31 @@ class _Exporter(OptionalGroups):
         out.update((k, v) for k, v in kwargs.items() if k not in out)
         return out
 
+    def _in_shapes(self, n: int, cexpr: dict) -> list:
+        """The shapes of node ``n``'s inputs, each dimension the expression known for it (``in_channels``,
+        a placeholder of the block's input dimensions) where there is one."""
+        xs = []
+        for u in self.graph.args(n):
+            shape = tuple(self.graph.node(u)["shape"])
+            dims = cexpr.get((u, "dims"), ())
+            if shape:
+                shape = (_sym(shape[0], cexpr[u]) if u in cexpr else shape[0],
+                         *(_sym(v, e) if e else v for v, e in zip(shape[1:], [*dims, *[None] * len(shape)])))
+            xs.append(shape)
+        return xs
+
     def _channel(self, n, a, xs, cexpr):
-        """Record the expression of node ``n``'s channel count where the spec gives one."""
+        """Record the expression of node ``n``'s channel count where the spec gives one, and of its other
+        dimensions where it keeps its first input's shape (a norm, an activation, an attention)."""
         d = self.graph.node(n)
+        x = xs[0] if xs else ()
+        out = a.get("out")
+        if d["op"] == "linear" and isinstance(out, _SymInt) and len(x) == len(d["shape"]) > 1 \
+                and out == d["shape"][-1] and tuple(x[:-1]) == tuple(d["shape"][:-1]):
+            x = (*x[:-1], out)   # a linear layer sets the last dimension
+        if len(x) == len(d["shape"]) > 1 and tuple(x) == tuple(d["shape"]) and d["op"] not in _MOVES \
+                and any(isinstance(v, _SymInt) for v in x[1:]):
+            cexpr[(n, "dims")] = tuple(v.expr if isinstance(v, _SymInt) else None for v in x[1:])
         c = d["shape"][0] if d["shape"] else None
         out = a.get("out")
         if isinstance(out, _SymInt) and out == c:
@@ -590,39 +620,6 @@ class _Exporter(OptionalGroups):
             return lines
         return lines + self._assign(".".join(parts[:-1]), parts[-1], ctor)
 
-    def _init_lines(self) -> list[str]:
-        """The spec's ``init`` rules. A rule that applies to every module of its kinds and to no other
-        module is a loop over ``self.modules()`` by type, as one writes it by hand; any other rule
-        names its modules (``self.get_submodule``), as the flat export does."""
-        flat = self.flat.init_lines()   # checks every rule on a stand-in first
-        g = self.graph
-        if not flat:
-            return []
-        rules = InitRules(g.init, budget=self.limits.steps)
-        groups, kinds = {}, collections.defaultdict(set)
-        for n, ctor in self.flat.modules.items():
-            d = g.node(n)
-            kinds[ctor.split("(")[0]].add(n)
-            rule = rules.match(d["op"], d["name"]) if d["params"] else None
-            if rule is not None and rule.scheme != "default":
-                groups.setdefault(id(rule), (rule, []))[1].append(n)
-        attention = "nn.MultiheadAttention" in kinds   # holds an nn.Linear subclass of its own
-        lines = []
-        for rule, nodes in groups.values():
-            types = sorted({self.flat.modules[n].split("(")[0] for n in nodes})
-            whole = all(kinds[t] <= set(nodes) for t in types) and all(t in _TYPED for t in types) \
-                and not (attention and "nn.Linear" in types)
-            kwargs = "".join(f", {k}={_pylit(v)}" for k, v in rule.kwargs.items())
-            if whole:
-                kind = types[0] if len(types) == 1 else f"({', '.join(types)})"
-                lines += ["        for m in self.modules():", f"            if isinstance(m, {kind}):",
-                          f"                init_weights(m, {_str(rule.scheme)}{kwargs})"]
-            else:
-                lines += ["        for m in map(self.get_submodule, (",
-                          *(f"            {_str(g.node(n)['name'])}," for n in nodes), "        )):",
-                          f"            init_weights(m, {_str(rule.scheme)}{kwargs})"]
-        return lines
-
     def _tensor(self, path: str, a: dict, containers: set) -> list[str]:
         """Statements registering a declared tensor (uninitialised: the network's ``__init__`` fills it)."""
         *holder, key = path.split(".")
@@ -634,24 +631,6 @@ class _Exporter(OptionalGroups):
                 return lines + [f"self.{key} = nn.Parameter({empty})"]
             return lines + [f"{obj}.register_parameter({_str(key)}, nn.Parameter({empty}))"]
         return lines + [f"{obj}.register_buffer({_str(key)}, {empty})"]
-
-    def _tensor_init(self) -> list[str]:
-        """Each declared tensor filled by its scheme, reached by its name from the network."""
-        self.flat.tensor_init_lines()   # checks each scheme on a stand-in
-        groups = {}
-        for n, d in self.flat.tensors.items():
-            a = d["attrs"]
-            groups.setdefault((a["kind"], a["scheme"], tuple(a["kwargs"].items())), []).append(d["name"])
-        lines = []
-        for (kind, scheme, kwargs), names in groups.items():
-            get = "get_parameter" if kind == "param" else "get_buffer"
-            args = _str(scheme) + "".join(f", {k}={_pylit(v)}" for k, v in kwargs)
-            if len(names) == 1:
-                lines.append(f"        init_tensor(self.{get}({_str(names[0])}), {args})")
-            else:
-                lines += [f"        for name in ({', '.join(map(_str, names))}):",
-                          f"            init_tensor(self.{get}(name), {args})"]
-        return lines
 
     def _assign(self, holder: str, key: str, value: str) -> list[str]:
         if not holder:
@@ -694,8 +673,9 @@ class _Exporter(OptionalGroups):
             raise Unsupported(f"block `{name}` takes a value that is not a constant")
         _check_names(scope.args, name)
         (inp,) = self._ext(scope.id)
-        in_c = g.node(inp)["shape"][0]
-        env = {**scope.args, "in_channels": in_c}
+        shape = g.node(inp)["shape"]
+        in_c, rank = shape[0], len(shape)
+        env = {**scope.args, **input_env(shape)}
         values, trees = self._lets(body_text, env)
         env.update(values)
         optional = self._optional_groups(scope)
@@ -706,7 +686,14 @@ class _Exporter(OptionalGroups):
         finally:
             self._patched = saved
         lets = _let_lines(used, trees, "        ")
-        sig = ", ".join(["in_channels", *(f"{p}={_pylit(defaults[p])}" if p in defaults else p for p, _ in params)])
+        dims = input_dims("\n".join([*lets, *init, *forward, *opt_ctor.values()]), rank)
+        names = [dim_name(k, rank) for k in dims]
+        if set(names) & set(scope.args):
+            raise Unsupported(f"a parameter of block `{name}` is named as a dimension of its input")
+        lets, init, forward = ([with_dim_names(line, rank) for line in part] for part in (lets, init, forward))
+        opt_ctor = {label: with_dim_names(text, rank) for label, text in opt_ctor.items()}
+        sig = ", ".join(["in_channels", *names,
+                         *(f"{p}={_pylit(defaults[p])}" if p in defaults else p for p, _ in params)])
         key = (name, tuple(lets), tuple(init), tuple(forward), sig)
         cls = self.classes.get(key)
         if cls is None:
@@ -719,11 +706,11 @@ class _Exporter(OptionalGroups):
             self.classes[key] = cls
             note = [] if self.bases[base] == 1 else textwrap.wrap(
                 f"A specialisation of block `{name}`: these instances need a different body from {base}'s (their "
-                "structure differs in ways this export does not write as Python conditions or loops).", 96,
+                "structure differs in ways this export does not write as Python conditions or loops).", _TEXT,
                 initial_indent="# ", subsequent_indent="# ")
             if baked:
                 note += textwrap.wrap(f"Specialised for the value of {', '.join(f'`{p}`' for p in baked)} its "
-                                      "instances take (the body is unrolled for it).", 96,
+                                      "instances take (the body is unrolled for it).", _TEXT,
                                       initial_indent="# ", subsequent_indent="# ")
             self.class_src[cls] = [*note, f"class {cls}(nn.Module):", f'    """Block `{name}` of the spec."""', "",
                                    f"    def __init__(self, {sig}):", "        super().__init__()", *lets, *init, "",
@@ -740,7 +727,7 @@ class _Exporter(OptionalGroups):
         inarg = _sym(in_c, pcexpr[inp]) if inp in pcexpr else in_c
         if isinstance(inarg, _SymInt):
             pused |= set(re.findall(r"[A-Za-z_]\w*", inarg.expr))
-        args, given = [_val(inarg)], {"in_channels": inarg}
+        args, given = [_val(inarg), *(_pylit(shape[k]) for k in dims)], {"in_channels": inarg}
         for p, _ in params:
             v = given[p] = self._sym_of(calls.get(p), penv, scope.args[p], pused)
             if p not in defaults:
@@ -773,6 +760,10 @@ class _Exporter(OptionalGroups):
         c = self.graph.node(out)["shape"][0]
         if _same(_evaluate(new, penv), c) and _names(new):
             pcexpr[out] = ast.unparse(new)
+
+
+# ops whose output may have their input's shape with its dimensions moved (a square transposed)
+_MOVES = {"reshape", "permute", "transpose", "matmul", "pixel_shuffle", "pixel_unshuffle", "flatten"}
 
 
 def _is_long(d: dict, args: list) -> bool:

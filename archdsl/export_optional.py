@@ -1,5 +1,8 @@
-"""Optional groups of the idiomatic export (``archdsl.export``): a group that some instances of a
-block have and others not, under an ``if`` of the block's body, written as that ``if``.
+"""Two parts of the idiomatic export (``archdsl.export``), mixins of its exporter: optional groups
+and the statements of the spec's ``init`` rules.
+
+An optional group is a group that some instances of a block have and others not, under an ``if``
+of the block's body, written as that ``if``.
 
 ResNet's projection shortcut is the example: ``if stride != 1 or in.c != planes * 4 { downsample:
 ... }`` becomes ``if stride != 1 or in_channels != planes * 4: self.downsample = nn.Sequential(...)``
@@ -11,8 +14,11 @@ what the group would have read.
 """
 from __future__ import annotations
 
-from .compile import is_attribute
-from .export_text import Unsupported, _evaluate, _rel
+import collections
+
+from .compile import _str, is_attribute
+from .export_text import _TYPED, Unsupported, _evaluate, _pylit, _rel, input_env
+from .ir import InitRules
 
 
 class OptionalGroups:
@@ -47,7 +53,7 @@ class OptionalGroups:
                 if len(ext) != 1:
                     ok = False
                     break
-                env = {**s.args, "in_channels": g.node(ext[0])["shape"][0]}
+                env = {**s.args, **input_env(g.node(ext[0])["shape"])}
                 env.update(self._lets(body, env)[0])
                 if _evaluate(cond, env) is not (s.id in have):
                     ok = False
@@ -112,3 +118,57 @@ class OptionalGroups:
         return None
 
 
+class InitStatements:
+    """The part of the exporter (a mixin of ``export._Exporter``) that writes the network's
+    ``init`` rules and the fill of its declared tensors, as statements of its ``__init__``."""
+
+    def _init_lines(self) -> list[str]:
+        """The spec's ``init`` rules. A rule that applies to every module of its kinds and to no other
+        module is a loop over ``self.modules()`` by type, as one writes it by hand; any other rule
+        names its modules (``self.get_submodule``), as the flat export does."""
+        flat = self.flat.init_lines()   # checks every rule on a stand-in first
+        g = self.graph
+        if not flat:
+            return []
+        rules = InitRules(g.init, budget=self.limits.steps)
+        groups, kinds = {}, collections.defaultdict(set)
+        for n, ctor in self.flat.modules.items():
+            d = g.node(n)
+            kinds[ctor.split("(")[0]].add(n)
+            rule = rules.match(d["op"], d["name"]) if d["params"] else None
+            if rule is not None and rule.scheme != "default":
+                groups.setdefault(id(rule), (rule, []))[1].append(n)
+        attention = "nn.MultiheadAttention" in kinds   # holds an nn.Linear subclass of its own
+        lines = []
+        for rule, nodes in groups.values():
+            types = sorted({self.flat.modules[n].split("(")[0] for n in nodes})
+            whole = all(kinds[t] <= set(nodes) for t in types) and all(t in _TYPED for t in types) \
+                and not (attention and "nn.Linear" in types)
+            kwargs = "".join(f", {k}={_pylit(v)}" for k, v in rule.kwargs.items())
+            if whole:
+                kind = types[0] if len(types) == 1 else f"({', '.join(types)})"
+                lines += ["        for m in self.modules():", f"            if isinstance(m, {kind}):",
+                          f"                init_weights(m, {_str(rule.scheme)}{kwargs})"]
+            else:
+                names = ", ".join(_str(g.node(n)["name"]) for n in nodes) + ("," if len(nodes) == 1 else "")
+                lines += [f"        for m in map(self.get_submodule, ({names})):",
+                          f"            init_weights(m, {_str(rule.scheme)}{kwargs})"]
+        return lines
+
+    def _tensor_init(self) -> list[str]:
+        """Each declared tensor filled by its scheme, reached by its name from the network."""
+        self.flat.tensor_init_lines()   # checks each scheme on a stand-in
+        groups = {}
+        for n, d in self.flat.tensors.items():
+            a = d["attrs"]
+            groups.setdefault((a["kind"], a["scheme"], tuple(a["kwargs"].items())), []).append(d["name"])
+        lines = []
+        for (kind, scheme, kwargs), names in groups.items():
+            get = "get_parameter" if kind == "param" else "get_buffer"
+            args = _str(scheme) + "".join(f", {k}={_pylit(v)}" for k, v in kwargs)
+            if len(names) == 1:
+                lines.append(f"        init_tensor(self.{get}({_str(names[0])}), {args})")
+            else:
+                lines += [f"        for name in ({', '.join(map(_str, names))}):",
+                          f"            init_tensor(self.{get}(name), {args})"]
+        return lines

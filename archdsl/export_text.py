@@ -12,8 +12,11 @@ from __future__ import annotations
 import ast
 import copy
 import functools
+import io
 import json
+import keyword
 import re
+import tokenize
 
 import torch.nn as nn
 
@@ -77,7 +80,6 @@ class _Selfed(ast.NodeTransformer):
 
 def _selfed(tree):
     """The expression with each name read from ``self``: ``self.out`` for ``out``."""
-    import copy
     return _Selfed().visit(copy.deepcopy(tree))
 
 
@@ -96,9 +98,48 @@ def _sym(value, expr: str):
 
 
 def _prep(text: str) -> str:
-    """Spec expression text as Python text: ``in.c`` is ``in_channels``, ``true`` is ``True``."""
+    """Spec expression text as Python text: ``in.c`` is ``in_channels``, another dimension of
+    ``in`` a placeholder of its index (``in.shape[1]``, ``in.h``: see :func:`input_dims`),
+    ``true`` is ``True``."""
     text = re.sub(r"\bin\.c\b", "in_channels", text.strip())
+    text = re.sub(r"\bin\.shape\s*\[\s*(-?)\s*(\d+)\s*\]", lambda m: _DIM + ("m" if m[1] else "") + m[2], text)
+    text = re.sub(r"\bin\.([hwl])\b", lambda m: _DIM + {"h": "m2", "w": "m1", "l": "1"}[m[1]], text)
     return re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", re.sub(r"\bnone\b", "None", text)))
+
+
+# ----------------------------------------------------------------------------- a block's input dimensions
+
+_DIM = "_in_dim_"   # the placeholder of a dimension of a block's input: _in_dim_1, _in_dim_m1 (index -1)
+_DIM_RE = re.compile(r"\b_in_dim_(m?)(\d+)\b")
+
+
+def dim_name(k: int, rank: int) -> str:
+    """The constructor argument of dimension ``k`` of a block's input of rank ``rank``, named as
+    the spec's tensor attributes: ``in_channels`` (``in.c``), then ``in_height`` and
+    ``in_width`` of a ``[C, H, W]`` input (``in.h``, ``in.w``), ``in_length`` of a ``[C, L]``
+    one (``in.l``), ``in_dim{k}`` of any other rank."""
+    if k == 0:
+        return "in_channels"
+    return {3: {1: "in_height", 2: "in_width"}, 2: {1: "in_length"}}.get(rank, {}).get(k, f"in_dim{k}")
+
+
+def input_env(shape) -> dict:
+    """The names a block's expressions read of its input: ``in_channels`` and each placeholder."""
+    env = {"in_channels": shape[0]}
+    for k, v in enumerate(shape):
+        env[f"{_DIM}{k}"] = env[f"{_DIM}m{len(shape) - k}"] = v
+    return env
+
+
+def input_dims(text: str, rank: int) -> list[int]:
+    """The dimensions (but the channels) of a block's input its class text reads, in order."""
+    found = {(rank - int(k) if m else int(k)) for m, k in _DIM_RE.findall(text)}
+    return sorted(k for k in found if 0 < k < rank)
+
+
+def with_dim_names(text: str, rank: int) -> str:
+    """The class text with each placeholder replaced by its argument's name (:func:`dim_name`)."""
+    return _DIM_RE.sub(lambda m: dim_name(rank - int(m[2]) if m[1] else int(m[2]), rank), text)
 
 
 _ALLOWED = (ast.Name, ast.Constant, ast.List, ast.Tuple, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.Call,
@@ -113,7 +154,21 @@ def _checked(tree):
             return None
         if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id in _SAFE_CALLS):
             return None
-    return tree
+    return _Unwrapped().visit(tree)
+
+
+class _Unwrapped(ast.NodeTransformer):
+    """``int(round(x))`` as ``round(x)`` (and ``int(len(x))`` as ``len(x)``): the value is an int
+    already, and ruff's default rules flag the cast (RUF046)."""
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        inner = node.args[0] if len(node.args) == 1 and not node.keywords else None
+        if isinstance(node.func, ast.Name) and node.func.id == "int" and isinstance(inner, ast.Call) \
+                and isinstance(inner.func, ast.Name) and inner.func.id in ("round", "len", "int") \
+                and len(inner.args) == 1 and not inner.keywords:
+            return inner
+        return node
 
 
 def _py(text: str):
@@ -283,69 +338,375 @@ def _split_top(text: str) -> list[str]:
     return [*parts, cur]
 
 
-_WIDTH = 100
+# ----------------------------------------------------------------------------- layout
+
+# The export writes each statement on one line, then lays out every line over ``_WIDTH``
+# characters as ``ruff format`` (black's style) does: ruff's layout rules for the statements and
+# expressions the export writes, printed with the Wadler/Prettier algorithm its formatter uses.
+# A group goes on one line where it fits; else its brackets open onto indented lines, its items
+# all on one line where they fit, else one a line with a trailing comma.
+
+_WIDTH = 88
 _OPEN, _CLOSE = "([{", ")]}"
+_PRECEDENCE = [("if", "else"), ("or",), ("and",), (),
+               ("in", "not in", "is", "is not", "<", ">", "==", ">=", "<=", "!="),
+               ("|",), ("^",), ("&",), ("<<", ">>"), ("+", "-"), ("*", "/", "//", "%", "@"), (), ("**",)]
 
 
-def _wrap(line: str) -> list[str]:
-    """A line over ``_WIDTH`` characters split as black writes a call: one argument per line."""
-    if len(line) <= _WIDTH:
-        return [line]
-    indent = line[:len(line) - len(line.lstrip())]
-    spans, stack, quote, i = {}, [], False, 0
-    while i < len(line):
-        ch = line[i]
-        if quote:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                quote = False
-        elif ch == '"':
-            quote = True
-        elif ch in _OPEN:
-            stack.append(i)
-        elif ch in _CLOSE and stack:
-            spans[stack.pop()] = i
-        i += 1
-    for start in sorted(spans):   # the first bracket that runs to the end (but a trailing `:`)
-        end = spans[start]
-        tail = line[end + 1:]
-        if not tail.strip(" ):,") and start >= len(indent):
-            break
-    else:
-        return [line]
-    inner = line[start + 1:end]
-    args, depth, quote, cur, k = [], 0, False, "", 0
-    while k < len(inner):
-        ch = inner[k]
-        if quote:
-            cur += ch
-            if ch == "\\":
-                cur += inner[k + 1]
-                k += 1
-            elif ch == '"':
-                quote = False
-        elif ch == '"':
-            quote, cur = True, cur + ch
-        elif ch in _OPEN:
-            depth, cur = depth + 1, cur + ch
-        elif ch in _CLOSE:
-            depth, cur = depth - 1, cur + ch
-        elif ch == "," and depth == 0:
-            args.append(cur.strip())
-            cur = ""
+class _Group(list):
+    """Docs printed flat where they fit on the line, else with their line breaks taken."""
+
+
+class _Indent(list):
+    """Docs whose line breaks start one level (four spaces) further in."""
+
+
+class _IfBreak(str):
+    """Text printed only where the enclosing group breaks (a trailing comma, optional parentheses)."""
+
+
+_SOFT, _LINE = object(), object()   # a break or nothing; a break or a space
+
+
+def _fits(item, rest: list, width: int) -> bool:
+    """Whether ``item`` printed flat, and what follows it up to its first line break, fit in ``width``."""
+    todo, k = [item], len(rest)
+    while width >= 0:
+        if not todo:
+            if not k:
+                return True
+            k -= 1
+            todo.append(rest[k])
+            continue
+        ind, flat, doc = todo.pop()
+        if isinstance(doc, _IfBreak):
+            width -= 0 if flat else len(doc)
+        elif isinstance(doc, str):
+            width -= len(doc)
+        elif doc is _SOFT or doc is _LINE:
+            if not flat:
+                return True
+            width -= doc is _LINE
         else:
-            cur += ch
-        k += 1
-    if cur.strip():
-        args.append(cur.strip())
-    if not args:
-        return [line]
-    sub = indent + "    "
-    out = [line[:start + 1]]
-    for a in args:
-        out += _wrap(f"{sub}{a},")
-    return out + [indent + line[end:]]
+            todo += [(ind, flat, d) for d in reversed(doc)]
+    return False
+
+
+def _print(doc, indent: int) -> str:
+    """The text of ``doc`` on a line that starts at column ``indent``."""
+    out, col, todo = [], indent, [(indent, False, doc)]
+    while todo:
+        ind, flat, d = todo.pop()
+        if isinstance(d, _IfBreak):
+            if not flat:
+                out.append(d)
+                col += len(d)
+        elif isinstance(d, str):
+            out.append(d)
+            col += len(d)
+        elif d is _SOFT or d is _LINE:
+            if flat:
+                out.append(" " if d is _LINE else "")
+                col += d is _LINE
+            else:
+                out.append("\n" + " " * ind)
+                col = ind
+        elif isinstance(d, _Group) and not flat:
+            fits = _fits((ind, True, d), todo, _WIDTH - col)
+            todo += [(ind, fits, x) for x in reversed(d)]
+        else:
+            step = 4 if isinstance(d, _Indent) else 0
+            todo += [(ind + step, flat, x) for x in reversed(d)]
+    return "".join(out)
+
+
+class _Tok:
+    """A token of the line: its kind (``tokenize``'s), its text and its columns."""
+
+    def __init__(self, kind: int, text: str, start: int, end: int):
+        self.kind, self.text, self.start, self.end = kind, text, start, end
+
+
+class _Br:
+    """A bracket pair and its comma-separated items."""
+
+    def __init__(self, open_: _Tok, items: list, comma: bool, close: _Tok, after_operand: bool):
+        self.text, self.items, self.comma, self.after = open_.text, items, comma, after_operand
+        self.start, self.end, self.close = open_.start, close.end, close.text
+
+
+class _Layout:
+    """The docs of one statement line, from its tokens."""
+
+    def __init__(self, line: str):
+        self.line = line
+        toks = [_Tok(t.type, t.string, t.start[1], t.end[1])
+                for t in tokenize.generate_tokens(io.StringIO(line).readline)
+                if t.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.INDENT,
+                                  tokenize.DEDENT)]
+        if any(t.kind == tokenize.COMMENT for t in toks):
+            raise ValueError("a comment")
+        self.elems, rest = self._tree(toks, 0, None)
+        if rest != len(toks):
+            raise ValueError("unbalanced")
+
+    def _tree(self, toks: list, i: int, close):
+        """Elements from token ``i`` to the bracket ``close``: tokens and bracket pairs."""
+        elems = []
+        while i < len(toks):
+            t = toks[i]
+            if t.text in _CLOSE and t.kind == tokenize.OP:
+                return elems, i
+            if t.text in _OPEN and t.kind == tokenize.OP:
+                inner, j = self._tree(toks, i + 1, t)
+                items, cur = [], []
+                for e in inner:
+                    if isinstance(e, _Tok) and e.text == ",":
+                        items.append(cur)
+                        cur = []
+                    else:
+                        cur.append(e)
+                comma = not cur and bool(items)
+                if cur:
+                    items.append(cur)
+                elems.append(_Br(t, items, comma, toks[j], bool(elems) and _operand(elems[-1])))
+                i = j + 1
+            else:
+                elems.append(t)
+                i += 1
+        if close is not None:
+            raise ValueError("unclosed")
+        return elems, i
+
+    def text(self, elems: list) -> str:
+        return self.line[elems[0].start:elems[-1].end] if elems else ""
+
+    def gap(self, a, b) -> str:
+        return self.line[a.end:b.start]
+
+    # --- expressions
+    def chain(self, elems: list, fluent: bool = False) -> list:
+        """An atom and its trailers (``self.a.b(x)[0]``): the bracket pairs are groups."""
+        out, prev = [], None
+        for e in elems:
+            if prev is not None:
+                out.append(self.gap(prev, e))
+                if fluent and isinstance(prev, _Br) and isinstance(e, _Tok) and e.text == ".":
+                    out.append(_SOFT)
+            out.append(self.bracket(e) if isinstance(e, _Br) else e.text)
+            prev = e
+        return out
+
+    def bracket(self, br: _Br):
+        if not br.items:
+            return br.text + br.close
+        if br.text == "[" and br.after:   # a subscript
+            parts = self.joined(br.items)
+        elif br.text == "(" and not br.after and len(br.items) == 1 and not br.comma:   # (a + b)
+            parts = [self.expr(br.items[0], True)]
+        elif len(br.items) == 1 and br.comma and br.text == "(":   # a one-tuple keeps its comma
+            parts = [self.expr(br.items[0], True), ","]
+        else:
+            parts = [_Group([*self.joined(br.items), _IfBreak(",")])]
+        return _Group([br.text, _Indent([_SOFT, *parts]), _SOFT, br.close])
+
+    def joined(self, items: list) -> list:
+        out = []
+        for k, item in enumerate(items):
+            out += [",", _LINE] if k else []
+            out.append(self.item(item))
+        return out
+
+    def item(self, elems: list):
+        """One item of a bracket: ``k=v``, ``k: v``, ``*x`` or an expression."""
+        if any(isinstance(e, _Tok) and e.text in ("for", "lambda") for e in elems):
+            raise ValueError("a comprehension or a lambda: not written by the export")
+        for k, e in enumerate(elems):
+            if isinstance(e, _Tok) and e.text in ("=", ":") and k and k + 1 < len(elems):
+                return [self.text(elems[:k + 1]) + self.gap(e, elems[k + 1]), self.expr(elems[k + 1:], True)]
+        if elems and isinstance(elems[0], _Tok) and elems[0].text in ("*", "**") and len(elems) > 1:
+            return [elems[0].text, self.expr(elems[1:], True)]
+        return self.expr(elems, True)
+
+    def split(self, elems: list):
+        """(operands, operators) at the lowest-precedence operator outside brackets, or None."""
+        found = []
+        prev_operand = False
+        k = 0
+        while k < len(elems):
+            e = elems[k]
+            op = None
+            if isinstance(e, _Tok) and prev_operand:
+                nxt = elems[k + 1] if k + 1 < len(elems) else None
+                two = f"{e.text} {nxt.text}" if isinstance(nxt, _Tok) else None
+                if two in ("not in", "is not"):
+                    op = (two, k, k + 2)
+                elif (e.kind == tokenize.OP or e.text in ("if", "else", "or", "and", "in", "is")) \
+                        and any(e.text in level for level in _PRECEDENCE):
+                    op = (e.text, k, k + 1)
+            if op is not None:
+                level = next(i for i, lv in enumerate(_PRECEDENCE) if op[0] in lv)
+                found.append((level, *op))
+                prev_operand = False
+                k = op[2]
+                continue
+            prev_operand = _operand(e)
+            k += 1
+        if not found:
+            return None
+        low = min(f[0] for f in found)
+        ops = [f for f in found if f[0] == low]
+        operands, start = [], 0
+        for _, _, a, b in ops:
+            operands.append(elems[start:a])
+            start = b
+        operands.append(elems[start:])
+        return operands, [(text, elems[a], elems[b - 1]) for _, text, a, b in ops]
+
+    def expr(self, elems: list, parenthesized: bool):
+        parts = self.split(elems)
+        if parts is None:
+            fluent = _fluent(elems)
+            doc = self.chain(elems, fluent and parenthesized)
+            return _Group(doc) if fluent and parenthesized else doc
+        operands, ops = parts
+        out = [self.expr(operands[0], parenthesized)]
+        for (text, first, last), before, after in zip(ops, operands, operands[1:]):
+            space = self.gap(before[-1], first)   # none around a hugged power (``2**i``)
+            out += [(_LINE if parenthesized else " ") if space else "", text + self.gap(last, after[0]),
+                    self.expr(after, parenthesized)]
+        return _Group(out) if parenthesized else out
+
+    def value(self, elems: list):
+        """A statement's expression: in parentheses where it breaks, but where ruff leaves them out
+        (one operator and a bracket to split at the end, or a chain of calls)."""
+        parts = self.split(elems)
+        if parts is None and not _fluent(elems):
+            return self.expr(elems, False)
+        if parts is not None and len(parts[1]) == 1 and any(isinstance(e, _Br) for e in elems):
+            last, first = parts[0][-1][-1:], parts[0][0][:1]
+            if (last and isinstance(last[0], _Br) and last[0].items and not (last[0].text == "[" and last[0].after)) \
+                    or (first and isinstance(first[0], _Br)):
+                return self.expr(elems, False)
+        return _Group([_IfBreak("("), _Indent([_SOFT, self.expr(elems, True)]), _SOFT, _IfBreak(")")])
+
+    def statement(self):
+        e = self.elems
+        head = e[0].text if e and isinstance(e[0], _Tok) else ""
+        if head in ("def", "class"):
+            return self.chain(e)
+        if head in ("return", "if", "elif", "while", "assert", "del", "raise"):
+            tail = e[-1:] if e[-1].text == ":" else []
+            body = e[1:len(e) - len(tail)]
+            return [head, self.gap(e[0], body[0]), self.value(body), *(t.text for t in tail)]
+        if head == "for":
+            k = next(i for i, t in enumerate(e) if isinstance(t, _Tok) and t.text == "in")
+            return [self.text(e[:k + 1]) + " ", self.value(e[k + 1:-1]), ":"]
+        cuts = [i for i, t in enumerate(e) if isinstance(t, _Tok) and t.kind == tokenize.OP
+                and t.text.endswith("=") and t.text not in ("==", "<=", ">=", "!=")]
+        if not cuts:
+            return self.value(e)
+        out, start = [], 0
+        for c in cuts:
+            out += [*self.chain(e[start:c]), f" {e[c].text} "]
+            start = c + 1
+        return [*out, self.value(e[start:])]
+
+
+def _operand(e) -> bool:
+    """Whether ``e`` ends an operand (a name, a number, a string, a bracket pair), so that a
+    following ``-`` or ``*`` is binary."""
+    if isinstance(e, _Br):
+        return True
+    return e.kind in (tokenize.NUMBER, tokenize.STRING) or (
+        e.kind == tokenize.NAME and not keyword.iskeyword(e.text)) or e.text in ("True", "False", "None")
+
+
+def _fluent(elems: list) -> bool:
+    """A call chain ruff lays out one call a line: two attributes or more after a bracket."""
+    return sum(isinstance(a, _Br) and isinstance(b, _Tok) and b.text == "." for a, b in zip(elems, elems[1:])) >= 2
+
+
+def _normalized(layout: _Layout) -> str:
+    """The line as ruff spells it: strings in double quotes, and a colon of a slice with a bound
+    that is not a name or a number spaced as a binary operator (``x[:, 0 : self.out]``)."""
+    line, edits = layout.line, []
+
+    def visit(elems):
+        for k, e in enumerate(elems):
+            if isinstance(e, _Tok) and e.text == "**" and 0 < k < len(elems) - 1 \
+                    and _simple(elems[:k][::-1], True) and _simple(elems[k + 1:], False):
+                edits.append((elems[k - 1].end, elems[k + 1].start, "**"))
+            if isinstance(e, _Br):
+                for item in e.items:
+                    visit(item)
+                    if e.text == "[" and e.after:
+                        slice_(item)
+            elif e.kind == tokenize.STRING and e.text[0] == "'" and not re.search(r"[\\\"]", e.text):
+                edits.append((e.start, e.end, '"' + e.text[1:-1] + '"'))
+
+    def slice_(item):
+        colons = [k for k, e in enumerate(item) if isinstance(e, _Tok) and e.text == ":"]
+        bounds, start = [], 0
+        for k in [*colons, len(item)]:
+            bounds.append(item[start:k])
+            start = k + 1
+        if not colons or all(len(b) <= 1 and not (b and isinstance(b[0], _Br)) for b in bounds):
+            return
+        for k in colons:
+            before = " " if k and not (isinstance(item[k - 1], _Tok) and item[k - 1].text == ":") else ""
+            after = " " if k + 1 < len(item) and item[k + 1].text != ":" else ""
+            lo = item[k - 1].end if k else item[k].start
+            hi = item[k + 1].start if k + 1 < len(item) else item[k].end
+            edits.append((lo, hi, before + ":" + after))
+
+    visit(layout.elems)
+    for lo, hi, text in sorted(edits, reverse=True):
+        line = line[:lo] + text + line[hi:]
+    return line
+
+
+def _simple(side: list, left: bool) -> bool:
+    """Whether the operand of ``**`` that starts ``side`` (read away from the operator) is a
+    name, a number or an attribute of a name (``2**i``, ``x**-1``), which ruff writes hugged."""
+    k = 0
+    if not left and side and isinstance(side[0], _Tok) and side[0].text == "-":
+        k = 1
+    seen = 0
+    while k < len(side) and isinstance(side[k], _Tok) and (side[k].text == "." or (
+            side[k].kind in (tokenize.NAME, tokenize.NUMBER) and not keyword.iskeyword(side[k].text))):
+        seen, k = seen + 1, k + 1
+    return bool(seen) and (k == len(side) or not isinstance(side[k], _Br))
+
+
+def _lay_out(line: str) -> str:
+    """One statement line laid out as ruff formats it (the line itself where it fits)."""
+    if len(line) <= _WIDTH and "'" not in line and "**" not in line and not re.search(r"\[[^\]]*:", line):
+        return line
+    indent = len(line) - len(line.lstrip())
+    try:
+        text = _normalized(_Layout(line[indent:]))
+        if len(text) + indent <= _WIDTH:
+            return " " * indent + text
+        doc = _Layout(text).statement()
+    except (ValueError, StopIteration, IndexError, tokenize.TokenError, SyntaxError):
+        return line
+    return " " * indent + _print(doc, indent)
+
+
+def layout(source: str) -> str:
+    """``source`` with each statement over ``_WIDTH`` characters laid out as ruff formats it;
+    statements that span lines already (a docstring) are left as they are."""
+    lines = source.split("\n")
+    multi, first = set(), None
+    for t in tokenize.generate_tokens(io.StringIO(source).readline):
+        if t.type == tokenize.NEWLINE:
+            if first is not None and t.start[0] != first:
+                multi.update(range(first, t.start[0] + 1))
+            first = None
+        elif first is None and t.type not in (tokenize.NL, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT):
+            first = t.start[0]
+    return "\n".join(line if k + 1 in multi else _lay_out(line) for k, line in enumerate(lines))
 
 
 def _names(tree) -> set:

@@ -214,7 +214,7 @@ def _read(stream) -> list[Tok]:
     the roles the spacing rules need (a bracket stack tells a slice from a dict, a keyword
     argument from a parameter's default, `in` the tensor from `in` of `for`)."""
     out: list[Tok] = []
-    newlines, blank, leading = 0, False, []
+    newlines, leading = 0, []
     stack = [{"opens": "top", "for": False}]
     pending_network = False
     for tok in stream:

@@ -29,8 +29,9 @@ SCHEMES: dict[str, dict] = {
 
 
 def init_tensor(t, scheme: str, **kwargs) -> None:
-    """Fill tensor ``t`` in place with ``scheme`` (a name of SCHEMES but ``default``)."""
+    """Fill tensor ``t`` in place with ``scheme`` (a SCHEMES name but ``default``)."""
     from torch.nn import init
+
     if scheme in ("zeros", "ones", "constant"):
         init.constant_(t, {"zeros": 0.0, "ones": 1.0}.get(scheme, kwargs.get("value")))
     else:
@@ -38,16 +39,19 @@ def init_tensor(t, scheme: str, **kwargs) -> None:
 
 
 def init_weights(m, scheme: str, **kwargs) -> None:
-    """Initialise module ``m``'s weights with ``scheme`` and zero its biases (``default``: leave
-    them): its ``weight`` and ``bias``, or an ``nn.MultiheadAttention``'s input projection
-    (``in_proj_weight``, or ``q/k/v_proj_weight`` where key and value sizes differ) and output
-    projection (``out_proj.weight``), each filled on its own, and both biases."""
+    """Initialise module ``m``'s weights with ``scheme`` and zero its biases
+    (``default``: leave them): its ``weight`` and ``bias``, or an
+    ``nn.MultiheadAttention``'s input projection (``in_proj_weight``, or
+    ``q/k/v_proj_weight`` where key and value sizes differ) and output projection
+    (``out_proj.weight``), each filled on its own, and both biases."""
     from torch.nn import init
+
     if scheme == "default":
         return
     proj = getattr(m, "out_proj", None)
     if proj is not None and hasattr(m, "in_proj_weight"):
-        weights = [m.in_proj_weight, m.q_proj_weight, m.k_proj_weight, m.v_proj_weight, proj.weight]
+        weights = [m.in_proj_weight, m.q_proj_weight, m.k_proj_weight, m.v_proj_weight]
+        weights.append(proj.weight)
         biases = [m.in_proj_bias, proj.bias]
     else:
         weights, biases = [getattr(m, "weight", None)], [getattr(m, "bias", None)]

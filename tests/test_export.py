@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import inspect
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -115,7 +116,8 @@ def test_resnet50_classes_and_signatures(resnet50):
     assert "w = planes * base_width // 64 * groups" in source
     assert "self.conv1 = nn.Conv2d(in_channels, w, 1, bias=False)" in source
     assert "self.fc = nn.Linear(2048, classes)" in source
-    assert "self.layer1 = nn.Sequential(Bottleneck(64, 64), Bottleneck(256, 64), Bottleneck(256, 64))" in source
+    assert ("        self.layer1 = nn.Sequential(\n"   # ruff's layout: the arguments on one line of their own
+            "            Bottleneck(64, 64), Bottleneck(256, 64), Bottleneck(256, 64)\n        )\n") in source
     assert "ModuleDict" not in source and "F.relu(out)" in source
 
 
@@ -170,18 +172,34 @@ def test_export_equals_load_and_traces_slow(name):
 FLAT = {"fractalnet_cifar"}   # a block with several outputs: the flat export, said in its header
 
 
-def test_every_zoo_spec_exports():
-    """Every zoo spec exports idiomatically (but FLAT), builds the compiled model's tensors and runs
-    forward on the meta device (shapes only, nothing allocated)."""
-    from archdsl.compile import _build, _load_class, export_source
+@pytest.fixture(scope="module")
+def zoo_exports(tmp_path_factory):
+    """Every zoo spec's graph and the file ``archdsl compile -o`` writes for it (the idiomatic
+    export, but the flat one for FLAT), in one folder: exported once for the tests below."""
     from archdsl.export import Unsupported
+    folder = tmp_path_factory.mktemp("zoo_exports")
+    exports = {}
     for name in ZOO:
         graph = graph_of(name)
         if name in FLAT:
             with pytest.raises(Unsupported):
                 export_idiomatic(graph)
+            source = export_module_source(graph)
+        else:
+            source = export_idiomatic(graph)
+        (folder / f"{name}.py").write_text(source)
+        exports[name] = graph, source
+    return folder, exports
+
+
+def test_every_zoo_spec_exports(zoo_exports):
+    """Every zoo spec exports idiomatically (but FLAT), builds the compiled model's tensors and runs
+    forward on the meta device (shapes only, nothing allocated)."""
+    from archdsl.compile import _build, _load_class, export_source
+    for name, (graph, source) in zoo_exports[1].items():
+        if name in FLAT:
             continue
-        _, mine = build(graph, export_idiomatic(graph), device="meta")
+        _, mine = build(graph, source, device="meta")
         ref = _build(_load_class(export_source(graph), class_name(graph.network)), None, "meta")
         assert {k: v.shape for k, v in mine.state_dict().items()} == \
             {k: v.shape for k, v in ref.state_dict().items()}, name
@@ -190,6 +208,50 @@ def test_every_zoo_spec_exports():
             y = outputs(mine.eval()(**x))
         assert [tuple(t.shape[1:]) for t in y] == [tuple(graph.node(o.node)["shape"]) for o in graph.outputs
                                                    if not o.train_only], name
+
+
+def _ruff() -> str:
+    """The ruff executable: the one installed next to this Python first, else one on PATH."""
+    here = Path(sys.executable).parent / "ruff"
+    found = str(here) if here.is_file() else shutil.which("ruff")
+    if found is None:
+        pytest.skip("ruff is not installed (it is in the test extras: pip install ruff)")
+    return found
+
+
+# statements the zoo's exports do not have, each a layout rule of ruff's: one operator and a call at
+# the end (no parentheses), operators one a line, a chain of calls, slices, quotes, powers, a one-tuple
+LAYOUT_CASES = """\
+# ruff: noqa
+def cases():
+    pick = torch.arange(n, device=x.device).unsqueeze(1) == torch.randint(n, (1, b), device=x.device)
+    keep = (keep | (pick & ~keep.any(0))).to(x.dtype).view((n, b) + (1,) * (x.dim() - 2))
+    out = out1 + out2 + out3 + out4 + out5 + out6 + out7 + out8 + out9 + out10 + out11 + out12
+    out = self.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa(x) + self.bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb(x)
+    out = self.encoder["layersaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"](xaaaaaaaaaaa)
+    out = self.self_attention(out, out, out, need_weights=Falseeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee)[0]
+    out = F.interpolate(out, size=(3, 3), mode='bilinear', align_corners=False).flatten(1).foo(2)
+    if stride != 1 or in_channels != planes * 4 or aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:
+        self.x = nn.Conv2d(in_channels, r + 4 if r < 0.9 * (c * ratioooooooooooooooooooooooooooooooooo) else r, 1)
+    x = {"a": (1,), "b": 2222222222222222222222222222222222222222222222, "c": 33333333333333333333333333333}
+    w = out[:, 0:self.out] + out[:, 1:] + planes * 2 ** i + x ** (k + 1) + self.a ** -1 + f(x) ** 2 + x.y ** b.c
+"""
+
+
+def test_exports_are_ruff_formatted_and_clean(zoo_exports):
+    """The files ``archdsl compile -o`` writes are what ``ruff format`` writes (its default style:
+    88 columns) and pass ``ruff check``'s default rules and isort's order, with no configuration
+    (``--isolated``): one ruff run over every zoo spec's export, and over statements laid out as
+    the export lays out its own."""
+    from archdsl.export_text import layout
+    ruff, folder = _ruff(), zoo_exports[0]
+    (folder / "layout_cases.py").write_text(layout(LAYOUT_CASES))
+    form = subprocess.run([ruff, "format", "--isolated", "--check", "--diff", "."], cwd=folder,
+                          capture_output=True, text=True, timeout=120)
+    assert form.returncode == 0, form.stdout[-4000:] + form.stderr[-2000:]
+    check = subprocess.run([ruff, "check", "--isolated", "--extend-select", "W,I", "--output-format", "concise",
+                            "."], cwd=folder, capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout[-4000:] + check.stderr[-2000:]
 
 
 @pytest.mark.slow
@@ -281,6 +343,35 @@ def test_lets_conditions_and_parameters_from_text():
     assert "Unit(width, width)" in source and "Unit(width, width * 2, stride=2)" in source
     assert "Unit(width * 2, width * 2)" in source
     assert "self.fc = nn.Linear(width * 2, classes)" in source
+
+
+def test_block_takes_the_input_dimensions_it_reads():
+    """A block whose body reads its input's height and width (``in.shape[1]``, ``in.shape[2]``)
+    takes them after ``in_channels``, named as the spec's ``in.h`` and ``in.w``; the network
+    passes them, and the class builds for another input size."""
+    text = ("block squash(c) {\n    conv(c, 1) -> bn -> pool: avgpool([in.shape[1], in.shape[2]]) -> flatten"
+            " -> fc: linear(c * in.shape[1] // in.shape[2])\n}\n"
+            "network t(width = 8) {\n    input image: [3, 12, 6]\n"
+            "    stem: conv(width, 3, pad=1) -> squash(width)\n}\n")
+    graph = archdsl.check(text, text=True)
+    source, _, _ = assert_same_model(graph)
+    namespace, _ = build(graph, source, device="meta")
+    assert str(inspect.signature(namespace["Squash"])) == "(in_channels, in_height, in_width, c)"
+    assert "self.pool = nn.AvgPool2d((in_height, in_width))" in source
+    assert "self.fc = nn.Linear(c, c * in_height // in_width)" in source
+    assert 'self.add_module("1", Squash(width, 12, 6, width))' in source
+    with torch.device("meta"):
+        block = namespace["Squash"](4, 10, 5, 4)
+    assert block.pool.kernel_size == (10, 5) and block.fc.out_features == 8
+
+
+def test_sequence_block_takes_its_length(zoo_exports):
+    """ViT's encoder layer reads its [tokens, dim] input's width (``in.shape[1]``, and the layers
+    that keep it): the class takes ``in_length``, the spec's ``in.l``."""
+    source = zoo_exports[1]["vit_b_16"][1]
+    assert "def __init__(self, in_channels, in_length, heads, mlp, p=0.0, attention_p=0.0):" in source
+    assert "self.ln_1 = nn.LayerNorm((in_length,), eps=1e-06)" in source
+    assert "nn.Linear(in_length, mlp)," in source and "nn.Linear(mlp, in_length)," in source
 
 
 def test_torchinfo_and_torchview_show_the_blocks(resnet50):
