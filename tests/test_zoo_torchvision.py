@@ -31,8 +31,8 @@ torchvision = pytest.importorskip("torchvision")
 SPEC_DIR = ROOT / "specs"
 IDS = [r.id for r in ROWS]
 RTOL = 1e-5                     # max |spec - reference| <= RTOL * max(|reference|, 1)
-LINE_BUDGET = {"resnet50": 25}
-DEFAULT_BUDGET = 40             # non-blank, non-comment lines, imported libraries included
+LINE_BUDGET = {"resnet50": 35}
+DEFAULT_BUDGET = 80             # non-blank, non-comment lines in `archdsl fmt`'s layout, imported libraries included
 TOP1_REQUIRED = {"alexnet", "vgg16", "googlenet", "resnet18", "resnet50", "resnet152", "resnext50_32x4d",
                  "wide_resnet50_2", "densenet121", "squeezenet1_0"}
 
