@@ -21,6 +21,7 @@ import tokenize
 import torch.nn as nn
 
 from .compile import _lit, is_attribute
+from .layout import LINE, SOFT, Group, IfBreak, Nest, render
 from .ops import HELPERS
 
 class Unsupported(Exception):
@@ -342,7 +343,7 @@ def _split_top(text: str) -> list[str]:
 
 # The export writes each statement on one line, then lays out every line over ``_WIDTH``
 # characters as ``ruff format`` (black's style) does: ruff's layout rules for the statements and
-# expressions the export writes, printed with the Wadler/Prettier algorithm its formatter uses.
+# expressions the export writes, printed by archdsl.layout (the printer of `archdsl fmt` too).
 # A group goes on one line where it fits; else its brackets open onto indented lines, its items
 # all on one line where they fit, else one a line with a trailing comma.
 
@@ -351,73 +352,6 @@ _OPEN, _CLOSE = "([{", ")]}"
 _PRECEDENCE = [("if", "else"), ("or",), ("and",), (),
                ("in", "not in", "is", "is not", "<", ">", "==", ">=", "<=", "!="),
                ("|",), ("^",), ("&",), ("<<", ">>"), ("+", "-"), ("*", "/", "//", "%", "@"), (), ("**",)]
-
-
-class _Group(list):
-    """Docs printed flat where they fit on the line, else with their line breaks taken."""
-
-
-class _Indent(list):
-    """Docs whose line breaks start one level (four spaces) further in."""
-
-
-class _IfBreak(str):
-    """Text printed only where the enclosing group breaks (a trailing comma, optional parentheses)."""
-
-
-_SOFT, _LINE = object(), object()   # a break or nothing; a break or a space
-
-
-def _fits(item, rest: list, width: int) -> bool:
-    """Whether ``item`` printed flat, and what follows it up to its first line break, fit in ``width``."""
-    todo, k = [item], len(rest)
-    while width >= 0:
-        if not todo:
-            if not k:
-                return True
-            k -= 1
-            todo.append(rest[k])
-            continue
-        ind, flat, doc = todo.pop()
-        if isinstance(doc, _IfBreak):
-            width -= 0 if flat else len(doc)
-        elif isinstance(doc, str):
-            width -= len(doc)
-        elif doc is _SOFT or doc is _LINE:
-            if not flat:
-                return True
-            width -= doc is _LINE
-        else:
-            todo += [(ind, flat, d) for d in reversed(doc)]
-    return False
-
-
-def _print(doc, indent: int) -> str:
-    """The text of ``doc`` on a line that starts at column ``indent``."""
-    out, col, todo = [], indent, [(indent, False, doc)]
-    while todo:
-        ind, flat, d = todo.pop()
-        if isinstance(d, _IfBreak):
-            if not flat:
-                out.append(d)
-                col += len(d)
-        elif isinstance(d, str):
-            out.append(d)
-            col += len(d)
-        elif d is _SOFT or d is _LINE:
-            if flat:
-                out.append(" " if d is _LINE else "")
-                col += d is _LINE
-            else:
-                out.append("\n" + " " * ind)
-                col = ind
-        elif isinstance(d, _Group) and not flat:
-            fits = _fits((ind, True, d), todo, _WIDTH - col)
-            todo += [(ind, fits, x) for x in reversed(d)]
-        else:
-            step = 4 if isinstance(d, _Indent) else 0
-            todo += [(ind + step, flat, x) for x in reversed(d)]
-    return "".join(out)
 
 
 class _Tok:
@@ -492,7 +426,7 @@ class _Layout:
             if prev is not None:
                 out.append(self.gap(prev, e))
                 if fluent and isinstance(prev, _Br) and isinstance(e, _Tok) and e.text == ".":
-                    out.append(_SOFT)
+                    out.append(SOFT)
             out.append(self.bracket(e) if isinstance(e, _Br) else e.text)
             prev = e
         return out
@@ -507,13 +441,13 @@ class _Layout:
         elif len(br.items) == 1 and br.comma and br.text == "(":   # a one-tuple keeps its comma
             parts = [self.expr(br.items[0], True), ","]
         else:
-            parts = [_Group([*self.joined(br.items), _IfBreak(",")])]
-        return _Group([br.text, _Indent([_SOFT, *parts]), _SOFT, br.close])
+            parts = [Group([*self.joined(br.items), IfBreak(",")])]
+        return Group([br.text, Nest(4, [SOFT, *parts]), SOFT, br.close])
 
     def joined(self, items: list) -> list:
         out = []
         for k, item in enumerate(items):
-            out += [",", _LINE] if k else []
+            out += [",", LINE] if k else []
             out.append(self.item(item))
         return out
 
@@ -568,14 +502,14 @@ class _Layout:
         if parts is None:
             fluent = _fluent(elems)
             doc = self.chain(elems, fluent and parenthesized)
-            return _Group(doc) if fluent and parenthesized else doc
+            return Group(doc) if fluent and parenthesized else doc
         operands, ops = parts
         out = [self.expr(operands[0], parenthesized)]
         for (text, first, last), before, after in zip(ops, operands, operands[1:]):
             space = self.gap(before[-1], first)   # none around a hugged power (``2**i``)
-            out += [(_LINE if parenthesized else " ") if space else "", text + self.gap(last, after[0]),
+            out += [(LINE if parenthesized else " ") if space else "", text + self.gap(last, after[0]),
                     self.expr(after, parenthesized)]
-        return _Group(out) if parenthesized else out
+        return Group(out) if parenthesized else out
 
     def value(self, elems: list):
         """A statement's expression: in parentheses where it breaks, but where ruff leaves them out
@@ -588,7 +522,7 @@ class _Layout:
             if (last and isinstance(last[0], _Br) and last[0].items and not (last[0].text == "[" and last[0].after)) \
                     or (first and isinstance(first[0], _Br)):
                 return self.expr(elems, False)
-        return _Group([_IfBreak("("), _Indent([_SOFT, self.expr(elems, True)]), _SOFT, _IfBreak(")")])
+        return Group([IfBreak("("), Nest(4, [SOFT, self.expr(elems, True)]), SOFT, IfBreak(")")])
 
     def statement(self):
         e = self.elems
@@ -691,7 +625,7 @@ def _lay_out(line: str) -> str:
         doc = _Layout(text).statement()
     except (ValueError, StopIteration, IndexError, tokenize.TokenError, SyntaxError):
         return line
-    return " " * indent + _print(doc, indent)
+    return " " * indent + render(doc, _WIDTH, indent)
 
 
 def layout(source: str) -> str:

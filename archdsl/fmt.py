@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 from dataclasses import dataclass, field
 
 from .errors import ArchError, Span
@@ -45,6 +46,22 @@ def format_source(text: str, *, line_length: int = LINE_LENGTH, file: str = "<st
     """``text`` in the canonical layout (raises :class:`~archdsl.errors.ParseError` when it
     does not parse)."""
     before = parse(text, file)
+    # The layout recurses on brackets and bodies, which the parser allows 200 levels deep (E005):
+    # a few frames a level, so the interpreter's limit is raised to what that needs, for this call.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, _FRAMES))
+    try:
+        return _format(before, text, line_length, file)
+    except RecursionError:
+        raise ArchError("E086", "the spec is too deep to format", Span(file, 1, 1, 1, 1)) from None
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+_FRAMES = 8000  # frames enough for the deepest spec the parser takes (200 levels) and what calls it
+
+
+def _format(before, text: str, line_length: int, file: str) -> str:
     doc = _Formatter(_read(tokens(text, file))).module()
     out = _align_comments(render(doc, line_length).strip("\n").split("\n"), line_length) if doc else ""
     try:
@@ -120,8 +137,10 @@ def add_parser(subparsers):
 
 def run(args) -> int:
     import difflib
-    import sys
     from pathlib import Path
+
+    from .errors import Limits
+    from .loader import decode_source
     from .report import use_color
     if args.line_length < 20:
         print("archdsl: error: --line-length must be at least 20", file=sys.stderr)
@@ -148,17 +167,18 @@ def run(args) -> int:
             print(f"archdsl: error: {path}: no such file or folder", file=sys.stderr)
             status = 2
     for f in files:
+        text = None
         try:
-            text = f.read_text(encoding="utf-8")
+            text = decode_source(f.read_bytes(), str(f), Limits())
             if f.suffix.lower() in (".md", ".markdown"):
                 out = format_markdown(text, line_length=args.line_length)
             else:
                 out = format_source(text, line_length=args.line_length, file=str(f))
         except ArchError as e:
-            print(e.render({str(f): text}, color=use_color(sys.stderr)), file=sys.stderr)
+            print(e.render({str(f): text} if text is not None else None, color=use_color(sys.stderr)), file=sys.stderr)
             status, failed = max(status, 1), failed + 1
             continue
-        except (OSError, UnicodeDecodeError) as e:
+        except OSError as e:
             print(f"archdsl: error: {f}: {e}", file=sys.stderr)
             status, failed = max(status, 1), failed + 1
             continue

@@ -114,12 +114,13 @@ def _has_hard(doc) -> bool:
 _FLAT, _BREAK = 0, 1
 
 
-def render(doc, width: int) -> str:
-    """The document laid out in lines of at most ``width`` columns where it can be."""
+def render(doc, width: int, indent: int = 0) -> str:
+    """The document laid out in lines of at most ``width`` columns where it can be, its first
+    line starting at column ``indent`` (not written) and the others indented by it."""
     out: list[str] = []
     suffixes: list[str] = []
-    col = 0
-    stack = [(0, _BREAK, doc)]  # (indent, mode, document), the next one on top
+    col = indent
+    stack = [(indent, _BREAK, doc)]  # (indent, mode, document), the next one on top
 
     def newline(indent: int) -> None:
         nonlocal col

@@ -186,4 +186,20 @@ def test_the_command_line(tmp_path, capsys, monkeypatch):
     assert main(["fmt", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "error[E001]" in err and "bad.arch:1:5" in err and "let = 1" in err and "1 not formatted" in err
+    (tmp_path / "bad.arch").write_bytes(b'let a = "\xff"\n')
+    assert main(["fmt", str(tmp_path / "bad.arch")]) == 1
+    err = capsys.readouterr().err
+    assert "error[E003]: invalid UTF-8 at byte 9" in err and "bad.arch:1:10" in err
     assert main(["fmt", str(tmp_path / "missing.arch")]) == 2
+    assert "missing.arch: no such file or folder" in capsys.readouterr().err
+    assert main(["fmt", "--line-length", "5", str(tmp_path)]) == 2
+    assert "--line-length must be at least 20" in capsys.readouterr().err
+
+
+def test_the_deepest_spec_the_parser_takes_is_formatted():
+    """200 levels of brackets or bodies (the nesting limit): the layout's recursion fits."""
+    deep_list = "let x = " + "[" * 200 + "]" * 200 + "\n"
+    assert format_source(format_source(deep_list)) == format_source(deep_list)
+    deep_body = "block b() " + "{ " * 199 + "relu" + " }" * 199 + "\n"
+    out = format_source(deep_body)
+    assert len(out.splitlines()) == 399 and out.splitlines()[199].strip() == "relu"
